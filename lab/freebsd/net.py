@@ -1,0 +1,112 @@
+"""route, netstat and ping with FreeBSD's flags and output, answered by the namespace's real network."""
+
+from __future__ import annotations
+
+import getopt
+import re
+import subprocess
+
+from . import carp
+from .state import Host, err, out
+
+
+def _default_gateway() -> str | None:
+    res = subprocess.run(["ip", "-4", "route", "show", "default"], capture_output=True, text=True, check=False)
+    m = re.search(r"default via (\S+)", res.stdout)
+    return m.group(1) if m else None
+
+
+def route(host: Host, argv: list[str]) -> int:
+    args = [a for a in argv if a != "-n"]
+    if args[:1] != ["get"] or len(args) != 2:
+        err("usage: route [-46dnqtv] command [[modifiers] args]")
+        return 64
+    if args[1] != "default":
+        err("route: writing to routing socket: No such process")
+        return 1
+    gw = _default_gateway()
+    if gw is None:
+        out("   route to: default")
+        err("route: route has not been found")
+        return 1
+    for line in ("   route to: default", "destination: default", "       mask: default",
+                 "    gateway: %s" % gw, "        fib: 0", "  interface: %s" % host.cfg["iface"],
+                 "      flags: <UP,GATEWAY,DONE,STATIC>",
+                 " recvpipe  sendpipe  ssthresh  rtt,msec    mtu        weight    expire",
+                 "       0         0         0         0      1500         1         0 "):
+        out(line)
+    return 0
+
+
+def netstat(host: Host, argv: list[str]) -> int:
+    flags = "".join(a.lstrip("-") for a in argv if a.startswith("-"))
+    if "r" not in flags:
+        err("netstat: only -r is emulated in the carpweb lab")
+        return 1
+    iface = host.cfg["iface"]
+    net = "%s/%d" % (host.cfg["subnet"].split("/")[0], host.cfg["prefix"])
+    out("Routing tables\n\nInternet:")
+    out("%-18s %-18s %-9s %10s" % ("Destination", "Gateway", "Flags", "Netif Expire"))
+    gw = _default_gateway() if carp.link_up(host) else None
+    if gw:
+        out("%-18s %-18s %-9s %10s" % ("default", gw, "UGS", iface))
+    out("%-18s %-18s %-9s %10s" % ("127.0.0.1", "link#2", "UH", "lo0"))
+    if carp.link_up(host):
+        out("%-18s %-18s %-9s %10s" % (net, "link#1", "U", iface))
+    out("%-18s %-18s %-9s %10s" % (host.cfg["address"], "link#2", "UHS", "lo0"))
+    return 0
+
+
+PING_USAGE = ("usage: ping [-AaDdfHnoQqRrv] [-C pcp] [-c count] [-G sweepmaxsize] [-g sweepminsize]\n"
+              "            [-h sweepincrsize] [-i wait] [-l preload] [-M mask | time] [-m ttl]\n"
+              "            [-p pattern] [-S src_addr] [-s packetsize] [-t timeout]\n"
+              "            [-W waittime] [-z tos] IPv4-host")
+
+
+def ping(host: Host, argv: list[str]) -> int:
+    try:
+        opts, args = getopt.getopt(argv, "c:t:W:i:s:qnS:")
+    except getopt.GetoptError:
+        err(PING_USAGE)
+        return 64
+    if len(args) != 1:
+        err(PING_USAGE)
+        return 64
+    o = dict(opts)
+    count = o.get("-c", "1000000")
+    # FreeBSD: -t is the whole run's timeout in seconds, -W the wait per reply in ms.
+    cmd = ["/bin/ping", "-n", "-c", count]
+    if "-t" in o:
+        cmd += ["-w", o["-t"]]
+    if "-W" in o:
+        cmd += ["-W", str(max(1, int(o["-W"]) // 1000))]
+    if "-i" in o:
+        cmd += ["-i", o["-i"]]
+    if "-s" in o:
+        cmd += ["-s", o["-s"]]
+    if "-S" in o:
+        cmd += ["-I", o["-S"]]
+    target = args[0]
+    res = subprocess.run(cmd + [target], capture_output=True, text=True, check=False)
+    if res.returncode not in (0, 1):
+        msg = res.stderr.strip().split(": ", 1)[-1] or "cannot resolve %s: Unknown host" % target
+        err("ping: %s" % msg)
+        return 68 if "resolve" in msg or "Name or service" in msg else 2
+    size = o.get("-s", "56")
+    out("PING %s (%s): %s data bytes" % (target, target, size))
+    times = []
+    for m in re.finditer(r"from (\S+): icmp_seq=(\d+) ttl=(\d+) time=([\d.]+) ms", res.stdout):
+        times.append(float(m.group(4)))
+        if "-q" not in o:
+            out("%d bytes from %s: icmp_seq=%d ttl=%s time=%.3f ms" % (
+                int(size) + 8, m.group(1).rstrip(":"), int(m.group(2)) - 1, m.group(3), float(m.group(4))))
+    stats = re.search(r"(\d+) packets transmitted, (\d+) received", res.stdout)
+    sent, got = (int(stats.group(1)), int(stats.group(2))) if stats else (0, 0)
+    out("\n--- %s ping statistics ---" % target)
+    loss = 100.0 * (sent - got) / sent if sent else 0.0
+    out("%d packets transmitted, %d packets received, %.1f%% packet loss" % (sent, got, loss))
+    if times:
+        avg = sum(times) / len(times)
+        std = (sum((t - avg) ** 2 for t in times) / len(times)) ** 0.5
+        out("round-trip min/avg/max/stddev = %.3f/%.3f/%.3f/%.3f ms" % (min(times), avg, max(times), std))
+    return 0 if got else 2

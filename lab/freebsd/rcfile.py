@@ -1,0 +1,126 @@
+"""sysrc: shell-variable files (/etc/rc.conf, /boot/loader.conf) read and edited like FreeBSD's sysrc(8)."""
+
+from __future__ import annotations
+
+import getopt
+import os
+import re
+import shlex
+import tempfile
+
+from .state import Host, err, out
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ASSIGN_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+
+def parse(text: str) -> dict[str, str]:
+    """The value of each variable, last assignment wins, quotes removed as sh would."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        m = ASSIGN_RE.match(line)
+        if not m:
+            continue
+        raw = m.group(2).split(" #", 1)[0].strip()
+        try:
+            parts = shlex.split(raw, comments=True)
+        except ValueError:
+            parts = [raw]
+        values[m.group(1)] = parts[0] if parts else ""
+    return values
+
+
+def read_file(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def write_atomic(path: str, text: str) -> None:
+    directory = os.path.dirname(path) or "."
+    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=".sysrc.", dir=directory)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def set_value(text: str, name: str, value: str) -> str:
+    line = '%s="%s"' % (name, value.replace("\\", "\\\\").replace('"', '\\"'))
+    lines = text.splitlines()
+    idx = [i for i, existing in enumerate(lines) if (m := ASSIGN_RE.match(existing)) and m.group(1) == name]
+    if idx:
+        lines[idx[-1]] = line
+    else:
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def delete_value(text: str, name: str) -> str:
+    kept = [ln for ln in text.splitlines() if not ((m := ASSIGN_RE.match(ln)) and m.group(1) == name)]
+    return "\n".join(kept) + ("\n" if kept else "")
+
+
+def sysrc(host: Host, argv: list[str]) -> int:
+    try:
+        opts, args = getopt.getopt(argv, "f:ncxiqe")
+    except getopt.GetoptError as e:
+        err("sysrc: %s" % e)
+        return 1
+    flags = {o for o, _ in opts}
+    path = "/etc/rc.conf"
+    for o, v in opts:
+        if o == "-f":
+            path = v
+    if not args:
+        err("usage: sysrc [-cdDeEFhinNqvx] [-f file] [--] name[[+|-]=value] ...")
+        return 1
+    rc = 0
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if not NAME_RE.match(name):
+            err("sysrc: %s: name contains characters not allowed in shell" % name)
+            rc = 1
+            continue
+        text = read_file(path)
+        current = parse(text)
+        if "-c" in flags:
+            if (eq and current.get(name) != value) or (not eq and name not in current):
+                rc = 1
+            continue
+        if "-x" in flags:
+            if name not in current:
+                if "-i" not in flags:
+                    err("sysrc: unknown variable '%s'" % name)
+                    rc = 1
+                continue
+            if not os.access(path, os.W_OK):
+                err("sysrc: %s: Permission denied" % path)
+                return 1
+            write_atomic(path, delete_value(text, name))
+            continue
+        if eq:
+            if (os.path.exists(path) and not os.access(path, os.W_OK)) or not os.access(
+                    os.path.dirname(path) or ".", os.W_OK):
+                err("sysrc: %s: Permission denied" % path)
+                return 1
+            before = current.get(name, "")
+            write_atomic(path, set_value(text, name, value))
+            if "-q" not in flags:
+                out("%s: %s -> %s" % (name, before, value))
+            continue
+        if name not in current:
+            if "-i" not in flags:
+                err("sysrc: unknown variable '%s'" % name)
+                rc = 1
+            continue
+        if "-n" in flags:
+            out(current[name])
+        elif "-e" in flags:
+            out('%s="%s"' % (name, current[name]))
+        else:
+            out("%s: %s" % (name, current[name]))
+    return rc

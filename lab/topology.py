@@ -1,0 +1,80 @@
+"""What a lab is made of: its subnet, its hosts and their addresses, ports and FreeBSD versions."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DEFAULT_VERSION = "14.3-RELEASE"
+VERSIONS = {"14": "14.3-RELEASE", "13": "13.2-RELEASE-p4", "11": "11.2-RELEASE", "11.2": "11.2-RELEASE"}
+USERS = {
+    # name: (uid, password, privilege) -- lab-only credentials, printed by `lab status`.
+    "root": (0, "carplab-root", "root"),
+    "carpadm": (4201, "carplab-adm", "sudo/doas without a password"),
+    "carpask": (4202, "carplab-ask", "sudo/doas that asks for a password"),
+}
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    role: str  # server, gateway or client
+    address: str
+    ssh_port: int
+    version: str = DEFAULT_VERSION
+
+
+@dataclass
+class LabConfig:
+    name: str = "carplab"
+    subnet: str = "192.0.2.0/24"
+    gateway: str = "192.0.2.1"
+    client: str = "192.0.2.50"
+    servers: int = 2
+    first_server: str = "192.0.2.11"
+    server_prefix: str = "server-"
+    base_port: int = 22000
+    versions: dict[str, str] = field(default_factory=dict)  # host name -> version or major
+    root_dir: str = field(default_factory=lambda: os.environ.get("CARPWEB_LAB_DIR", "/run/carpweb-lab"))
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.servers <= 200:
+            raise ValueError("a lab has 1 to 200 servers")
+        if len(self.name) > 8 or not self.name.replace("-", "").isalnum():
+            raise ValueError("lab name: up to 8 letters, digits or dashes")
+
+    @property
+    def dir(self) -> str:
+        return os.path.join(self.root_dir, self.name)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    def port_for(self, address: str) -> int:
+        return self.base_port + int(ipaddress.IPv4Address(address)) - int(self.network.network_address)
+
+    def _version(self, name: str) -> str:
+        wanted = self.versions.get(name, DEFAULT_VERSION)
+        return VERSIONS.get(wanted, wanted)
+
+    def hosts(self) -> list[HostSpec]:
+        net = self.network
+        reserved = {self.gateway, self.client}
+        hosts = [HostSpec("gateway", "gateway", self.gateway, self.port_for(self.gateway), self._version("gateway")),
+                 HostSpec("client", "client", self.client, self.port_for(self.client), self._version("client"))]
+        addr = ipaddress.IPv4Address(self.first_server)
+        for i in range(1, self.servers + 1):
+            while str(addr) in reserved:
+                addr += 1
+            if addr not in net or addr in (net.network_address, net.broadcast_address):
+                raise ValueError("subnet %s has no room for %d servers" % (net, self.servers))
+            name = "%s%d" % (self.server_prefix, i)
+            hosts.append(HostSpec(name, "server", str(addr), self.port_for(str(addr)), self._version(name)))
+            addr += 1
+        return hosts
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,504 @@
+"""The lab controller: builds, inspects, breaks and removes the FreeBSD-like hosts.
+
+Safety rule: nothing is ever created in the root network namespace except loopback listeners
+(127.0.0.1:PORT). The switch is a bridge inside its own namespace, veth pairs are created
+directly inside namespaces, and every lab address lives in a host's namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from . import files
+from .topology import USERS, HostSpec, LabConfig
+
+FAULT_KINDS = ("link-down", "link-up", "sshd-stop", "sshd-start", "sshd-hang", "hostkey-change",
+               "netem", "rogue-carp", "linux", "clear")
+
+
+class LabError(RuntimeError):
+    """A lab operation failed; the message says what and where."""
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 30, env: dict[str, str] | None = None,
+       input: str | None = None) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input,
+                         check=False)
+    if check and res.returncode != 0:
+        raise LabError("%s failed (%d): %s" % (" ".join(argv), res.returncode, res.stderr.strip()))
+    return res
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    if pid <= 1:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def lab_available() -> tuple[bool, str]:
+    """Whether this process can build a lab, and if not, why."""
+    if os.geteuid() != 0:
+        return False, "the lab needs root (network namespaces, mounts)"
+    for tool in ("ip", "unshare", "nsenter", "socat", "ucarp", "ssh-keygen", "tc"):
+        if shutil.which(tool) is None:
+            return False, "the lab needs %s (see .ci/install-debian-packages)" % tool
+    if not os.path.exists("/usr/sbin/sshd"):
+        return False, "the lab needs OpenSSH's sshd (package openssh-server)"
+    probe = "carpwebprobe%d" % os.getpid()
+    res = sh("ip", "netns", "add", probe, check=False)
+    if res.returncode != 0:
+        return False, "network namespaces are not available: %s" % res.stderr.strip()
+    sh("ip", "netns", "del", probe, check=False)
+    return True, ""
+
+
+@dataclass
+class HostInfo:
+    name: str
+    role: str
+    address: str
+    namespace: str
+    ssh_host: str
+    ssh_port: int
+    version: str
+    host_key_fingerprint: str
+    users: list[dict[str, Any]]
+
+    def user(self, name: str) -> dict[str, Any]:
+        return next(u for u in self.users if u["name"] == name)
+
+
+class Lab:
+    """One lab: ``up``, ``down``, ``status``, ``reboot``, ``exec``, ``log`` and ``fault``."""
+
+    def __init__(self, config: LabConfig | None = None) -> None:
+        self.config = config or LabConfig()
+        self.dir = self.config.dir
+        self.state_path = os.path.join(self.dir, "lab.json")
+
+    # -- naming ---------------------------------------------------------------------------------
+    def ns(self, host: str) -> str:
+        return "%s-%s" % (self.config.name, host)
+
+    @property
+    def switch_ns(self) -> str:
+        return "%s-switch" % self.config.name
+
+    def hostdir(self, host: str) -> str:
+        return os.path.join(self.dir, "hosts", host)
+
+    @property
+    def key_path(self) -> str:
+        return os.path.join(self.dir, "keys", "id_ed25519")
+
+    # -- state file -----------------------------------------------------------------------------
+    def _load(self) -> dict[str, Any]:
+        try:
+            with open(self.state_path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f, indent=1)
+        os.replace(tmp, self.state_path)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        os.makedirs(self.config.root_dir, exist_ok=True)
+        with open(os.path.join(self.config.root_dir, self.config.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _spec(self, host: str) -> HostSpec:
+        for spec in self.config.hosts():
+            if spec.name == host:
+                return spec
+        raise LabError("no host %r in lab %s" % (host, self.config.name))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def is_up(self) -> bool:
+        state = self._load()
+        if not state or state.get("config") != self.config.to_dict():
+            return False
+        return all(_alive(h.get("holder", 0)) and _alive(h.get("sshd", 0)) or h.get("sshd_stopped")
+                   for h in state.get("hosts", {}).values()) and len(state.get("hosts", {})) == len(
+            self.config.hosts())
+
+    def up(self) -> list[HostInfo]:
+        """Build the lab; a second call on a healthy lab changes nothing."""
+        with self._lock():
+            if self.is_up():
+                files.install_emulator(self.dir)  # keeps a running lab's commands current
+                return self.status()
+            self._teardown()
+            state: dict[str, Any] = {"config": self.config.to_dict(), "hosts": {}, "created": []}
+            os.makedirs(self.dir, exist_ok=True)
+            self._save(state)
+            try:
+                self._build(state)
+            except BaseException:
+                self._teardown()
+                raise
+        return self.status()
+
+    def down(self) -> None:
+        with self._lock():
+            self._teardown()
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.config.root_dir, self.config.name + ".lock"))
+            os.rmdir(self.config.root_dir)
+
+    def _build(self, state: dict[str, Any]) -> None:
+        if not os.path.isdir("/run/sshd"):
+            os.makedirs("/run/sshd", mode=0o755)
+            state["created"].append("/run/sshd")
+        files.install_emulator(self.dir)
+        os.makedirs(os.path.dirname(self.key_path), exist_ok=True)
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "carplab", "-f", self.key_path)
+        with open(self.key_path + ".pub") as f, open(os.path.join(self.dir, "keys", "authorized_keys"), "w") as a:
+            a.write(f.read())
+        sw = self.switch_ns
+        sh("ip", "netns", "add", sw)
+        state["switch"] = sw
+        self._save(state)
+        sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+        sh("ip", "-n", sw, "link", "set", "br0", "up")
+        for index, spec in enumerate(self.config.hosts()):
+            state["hosts"][spec.name] = self._build_host(spec, index)
+            self._save(state)
+
+    def _build_host(self, spec: HostSpec, index: int) -> dict[str, Any]:
+        ns, sw, hd = self.ns(spec.name), self.switch_ns, self.hostdir(spec.name)
+        sh("ip", "netns", "add", ns)
+        port = "p%d" % index
+        # Created inside the switch namespace with its peer placed straight into the host's: the pair
+        # never exists in the root namespace.
+        sh("ip", "-n", sw, "link", "add", port, "type", "veth", "peer", "name", "em0", "netns", ns)
+        sh("ip", "-n", sw, "link", "set", port, "master", "br0", "up")
+        prefix = self.config.network.prefixlen
+        sh("ip", "-n", ns, "addr", "add", "%s/%d" % (spec.address, prefix), "dev", "em0")
+        sh("ip", "-n", ns, "link", "set", "em0", "up")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        if spec.role != "gateway":
+            sh("ip", "-n", ns, "route", "add", "default", "via", self.config.gateway, "dev", "em0")
+        files.write_host_tree(self, spec)
+        holder = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "unshare", "-m", "-u", "--propagation", "private",
+             "/bin/sh", os.path.join(hd, "holder.sh")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(os.path.join(hd, "holder.log"), "w"),
+            start_new_session=True)
+        ready = os.path.join(hd, "run", "holder.ready")
+        for _ in range(500):
+            if os.path.exists(ready):
+                break
+            if holder.poll() is not None:
+                raise LabError("host %s: namespace holder exited: %s" % (
+                    spec.name, open(os.path.join(hd, "holder.log")).read()))
+            time.sleep(0.01)
+        info = {"holder": self._holder_pid(holder.pid), "holder_group": holder.pid, "ns": ns}
+        info["sshd"] = self._start_sshd(spec, info)
+        info["relay"] = self._start_relay(spec)
+        return info
+
+    def _holder_pid(self, launcher: int) -> int:
+        """The pid of the process that owns the host's mount namespace (the `sleep` the holder execs)."""
+        for _ in range(200):
+            res = sh("pgrep", "-g", str(launcher), "-x", "sleep", check=False)
+            if res.stdout.strip():
+                return int(res.stdout.split()[0])
+            time.sleep(0.01)
+        raise LabError("the namespace holder did not settle")
+
+    def _enter(self, info: dict[str, Any]) -> list[str]:
+        return ["nsenter", "-t", str(info["holder"]), "-m", "-n", "-u", "--"]
+
+    def _start_sshd(self, spec: HostSpec, info: dict[str, Any]) -> int:
+        hd = self.hostdir(spec.name)
+        proc = subprocess.Popen(
+            [*self._enter(info), "/usr/sbin/sshd", "-D", "-e", "-f", os.path.join(hd, "sshd_config")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(hd, "sshd.log"), "a"), start_new_session=True)
+        # Ready when it listens on the host's address inside the namespace.
+        for _ in range(500):
+            res = sh("ip", "netns", "exec", self.ns(spec.name), "ss", "-Htln", "sport = :22", check=False)
+            if spec.address in res.stdout:
+                return proc.pid
+            if proc.poll() is not None:
+                raise LabError("host %s: sshd exited: %s" % (spec.name, open(os.path.join(hd, "sshd.log")).read()))
+            time.sleep(0.01)
+        raise LabError("host %s: sshd did not start listening" % spec.name)
+
+    def _start_relay(self, spec: HostSpec) -> int:
+        """127.0.0.1:PORT in the root namespace -> the host's sshd, entering the lab at the gateway."""
+        relay = os.path.join(self.hostdir(spec.name), "relay.sh")
+        proc = subprocess.Popen(
+            ["socat", "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,nodelay" % spec.ssh_port, "EXEC:" + relay],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        for _ in range(500):
+            res = sh("ss", "-Htln", "sport = :%d" % spec.ssh_port, check=False)
+            if "127.0.0.1:%d" % spec.ssh_port in res.stdout:
+                return proc.pid
+            if proc.poll() is not None:
+                raise LabError("host %s: port 127.0.0.1:%d is taken" % (spec.name, spec.ssh_port))
+            time.sleep(0.01)
+        raise LabError("host %s: relay did not start" % spec.name)
+
+    def _teardown(self) -> None:
+        """Remove everything a lab of this name made, from its state file and by name (after a crash)."""
+        state = self._load()
+        for info in state.get("hosts", {}).values():
+            for key in ("relay", "hang", "rogue"):
+                if info.get(key):
+                    _kill_group(info[key])
+        # Relays forked per connection carry the lab dir in their command line.
+        sh("pkill", "-9", "-f", "EXEC:" + self.dir + "/", check=False)
+        prefix = self.config.name + "-"
+        names = [line.split()[0] for line in sh("ip", "netns", "list", check=False).stdout.splitlines()
+                 if line.startswith(prefix)]
+        for ns in names:
+            pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
+            for pid in pids:
+                _kill_group(int(pid))
+        for ns in names:
+            for _ in range(50):
+                if sh("ip", "netns", "del", ns, check=False).returncode == 0:
+                    break
+                time.sleep(0.05)
+        for path in state.get("created", []):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.config.root_dir)
+
+    # -- inspection -----------------------------------------------------------------------------
+    def fingerprint(self, host: str) -> str:
+        key = os.path.join(self.hostdir(host), "ssh_host_ed25519_key.pub")
+        return sh("ssh-keygen", "-lf", key).stdout.strip()
+
+    def status(self) -> list[HostInfo]:
+        state = self._load()
+        if not state:
+            return []
+        out = []
+        for spec in self.config.hosts():
+            if spec.name not in state["hosts"]:
+                continue
+            users = [{"name": name, "uid": uid, "key_path": self.key_path, "password": password,
+                      "privilege": privilege} for name, (uid, password, privilege) in USERS.items()]
+            out.append(HostInfo(spec.name, spec.role, spec.address, self.ns(spec.name), "127.0.0.1",
+                                spec.ssh_port, spec.version, self.fingerprint(spec.name), users))
+        return out
+
+    def host(self, name: str) -> HostInfo:
+        for info in self.status():
+            if info.name == name:
+                return info
+        raise LabError("no host %r in lab %s (is it up?)" % (name, self.config.name))
+
+    def _info(self, host: str) -> dict[str, Any]:
+        state = self._load()
+        if host not in state.get("hosts", {}):
+            raise LabError("no host %r in lab %s (is it up?)" % (host, self.config.name))
+        return state["hosts"][host]
+
+    def _update(self, host: str, **values: Any) -> None:
+        state = self._load()
+        state["hosts"][host].update(values)
+        self._save(state)
+
+    def exec(self, host: str, argv: list[str], timeout: float = 60, check: bool = False,
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command as root inside a host (its network, mounts and hostname), FreeBSD commands first."""
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+               "LANG": "C.UTF-8"}
+        return sh(*self._enter(self._info(host)), *argv, check=check, timeout=timeout, env=env, input=input)
+
+    def log(self, host: str) -> list[str]:
+        path = os.path.join(self.hostdir(host), "commands.log")
+        self._info(host)
+        try:
+            with open(path) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def clear_log(self, host: str) -> None:
+        with open(os.path.join(self.hostdir(host), "commands.log"), "w"):
+            pass
+
+    def reboot(self, host: str) -> None:
+        """Runtime state is lost; loader.conf, sysctl.conf and rc.conf are applied again, as at boot."""
+        info = self._info(host)
+        for pid in sh("ip", "netns", "pids", self.ns(host), check=False).stdout.split():
+            with open("/proc/%s/comm" % pid) as f:
+                comm = f.read().strip()
+            if comm == "sshd" and int(pid) != info["sshd"]:
+                _kill_group(int(pid))
+        self.exec(host, ["carplab", "halt"], check=True)
+        self.exec(host, ["carplab", "boot"], check=True)
+
+    def reset_host(self, host: str) -> None:
+        """Back to a fresh install: faults cleared, files as first written, carp unloaded."""
+        self.fault(host, "clear")
+        self.exec(host, ["carplab", "halt"], check=True)
+        files.write_system_files(self, self._spec(host))
+        self.clear_log(host)
+
+    # -- faults ---------------------------------------------------------------------------------
+    def fault(self, host: str, kind: str, *args: str) -> None:
+        if kind not in FAULT_KINDS:
+            raise LabError("unknown fault %r; one of: %s" % (kind, ", ".join(FAULT_KINDS)))
+        spec, info = self._spec(host), self._info(host)
+        hd = self.hostdir(host)
+        if kind == "link-down":
+            self.exec(host, ["carplab", "link", "down"], check=True)
+        elif kind == "link-up":
+            self.exec(host, ["carplab", "link", "up"], check=True)
+        elif kind == "sshd-stop":
+            _kill_group(info["relay"])
+            _kill_group(info["sshd"])
+            sh("pkill", "-9", "-f", "EXEC:" + os.path.join(hd, "relay.sh"), check=False)
+            self._update(host, relay=0, sshd=0, sshd_stopped=True)
+        elif kind == "sshd-start":
+            self._restore_sshd(spec, info)
+        elif kind == "sshd-hang":
+            _kill_group(info["sshd"])
+            hang = subprocess.Popen(
+                [*self._enter(info), "socat", "TCP-LISTEN:22,bind=%s,reuseaddr,fork" % spec.address,
+                 "SYSTEM:sleep 3600"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True)
+            time.sleep(0.2)
+            self._update(host, sshd=0, hang=hang.pid, sshd_stopped=True)
+        elif kind == "hostkey-change":
+            key = os.path.join(hd, "ssh_host_ed25519_key")
+            if not os.path.exists(key + ".orig"):
+                shutil.copy2(key, key + ".orig")
+                shutil.copy2(key + ".pub", key + ".pub.orig")
+            os.unlink(key)
+            os.unlink(key + ".pub")
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@" + host, "-f", key)
+            self._restart_sshd(spec, self._info(host))
+        elif kind == "netem":
+            if len(args) != 2:
+                raise LabError("netem takes DELAY_MS LOSS_PCT")
+            delay, loss = int(args[0]), float(args[1])
+            res = sh("ip", "netns", "exec", self.ns(host), "tc", "qdisc", "replace", "dev", "em0", "root",
+                     "netem", "delay", "%dms" % delay, "loss", "%g%%" % loss, check=False)
+            if res.returncode != 0:
+                # No sch_netem in this kernel: delay and lose on the host's SSH path instead.
+                with open(os.path.join(hd, "run", "netem"), "w") as f:
+                    f.write("%d %g\n" % (delay, loss))
+        elif kind == "rogue-carp":
+            self._rogue(host, spec, info, args)
+        elif kind == "linux":
+            files.write_faults(hd, linux=True)
+        elif kind == "clear":
+            self._clear(host, spec)
+
+    def _rogue(self, host: str, spec: HostSpec, info: dict[str, Any], args: tuple[str, ...]) -> None:
+        if len(args) < 2:
+            raise LabError("rogue-carp takes VHID PASSWORD [VIP] [ADVSKEW]")
+        vip = args[2] if len(args) > 2 else str(self.config.network.network_address + 100)
+        skew = args[3] if len(args) > 3 else "0"
+        hd = self.hostdir(host)
+        if info.get("rogue"):
+            _kill_group(info["rogue"])
+        passfile = os.path.join(hd, "run", "rogue.pass")
+        fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(args[1])
+        rogue = subprocess.Popen(
+            [*self._enter(info), "ucarp", "--interface=em0", "--srcip=" + spec.address, "--vhid=" + args[0],
+             "--passfile=" + passfile, "--addr=" + vip, "--advbase=1", "--advskew=" + skew, "--preempt",
+             "--upscript=" + os.path.join(hd, "carp-up.sh"), "--downscript=" + os.path.join(hd, "carp-down.sh"),
+             "--xparam=rogue", "--shutdown"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(hd, "run", "rogue.log"), "a"), start_new_session=True)
+        self._update(host, rogue=rogue.pid)
+
+    def _clear(self, host: str, spec: HostSpec) -> None:
+        info = self._info(host)
+        hd = self.hostdir(host)
+        sh("ip", "netns", "exec", self.ns(host), "tc", "qdisc", "del", "dev", "em0", "root", check=False)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(hd, "run", "netem"))
+        if info.get("rogue"):
+            _kill_group(info["rogue"])
+            self.exec(host, ["ip", "addr", "flush", "dev", "em0", "scope", "global"])
+            self.exec(host, ["ip", "addr", "add", "%s/%d" % (spec.address, self.config.network.prefixlen),
+                             "dev", "em0"])
+            if spec.role != "gateway":
+                self.exec(host, ["ip", "route", "replace", "default", "via", self.config.gateway])
+            self._update(host, rogue=0)
+        if not os.path.exists("/sys/class/net") or "UP" not in self.exec(
+                host, ["ip", "-o", "link", "show", "em0"]).stdout.split(">")[0]:
+            self.exec(host, ["carplab", "link", "up"], check=True)
+        files.write_faults(hd, linux=False)
+        key = os.path.join(hd, "ssh_host_ed25519_key")
+        key_changed = os.path.exists(key + ".orig")
+        if key_changed:
+            os.replace(key + ".orig", key)
+            os.replace(key + ".pub.orig", key + ".pub")
+        info = self._info(host)
+        if info.get("hang") or info.get("sshd_stopped") or key_changed:
+            self._restore_sshd(spec, info)
+
+    def _restore_sshd(self, spec: HostSpec, info: dict[str, Any]) -> None:
+        if info.get("hang"):
+            _kill_group(info["hang"])
+        self._restart_sshd(spec, info)
+        relay = info.get("relay", 0)
+        if not relay or not _alive(relay):
+            relay = self._start_relay(spec)
+        self._update(spec.name, hang=0, relay=relay, sshd_stopped=False)
+
+    def _restart_sshd(self, spec: HostSpec, info: dict[str, Any]) -> None:
+        if info.get("sshd"):
+            _kill_group(info["sshd"])
+            for _ in range(200):
+                res = sh("ip", "netns", "exec", self.ns(spec.name), "ss", "-Htln", "sport = :22", check=False)
+                if spec.address not in res.stdout:
+                    break
+                time.sleep(0.01)
+        self._update(spec.name, sshd=self._start_sshd(spec, info))
+
+
+def root_namespace_snapshot() -> dict[str, list[str]]:
+    """Interfaces, IPv4 addresses and routes of the root namespace, to prove the lab added none."""
+    links = sorted(line.split(":")[1].strip().split("@")[0]
+                   for line in sh("ip", "-o", "link", "show").stdout.splitlines())
+    addrs = sorted(" ".join(line.split()[1:4]) for line in sh("ip", "-o", "-4", "addr", "show").stdout.splitlines())
+    routes = sorted(sh("ip", "-4", "route", "show", "table", "all").stdout.splitlines())
+    return {"links": links, "addrs": addrs, "routes": routes}
