@@ -1,0 +1,238 @@
+"""Forms: every field validated with a message next to it; secrets are write-only."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from .carp import validation as v
+from .models import Cluster, Server
+
+SECRET_KEPT = "stored encrypted; leave empty to keep it"
+
+
+class ClusterForm(forms.ModelForm):
+    carp_password = forms.CharField(
+        required=False, label="CARP password", strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Up to 20 bytes. Left empty, carpweb generates one. Never shown again.")
+    vip_prefix_choice = forms.ChoiceField(
+        label="VIP prefix", choices=[("32", "/32 (FreeBSD Handbook)"), ("subnet", "the subnet's prefix (pfSense)")],
+        initial="32")
+
+    class Meta:
+        model = Cluster
+        fields = ["name", "subnet", "gateway", "vip", "vhid", "advbase"]
+        labels = {"vip": "Service IP (VIP)", "vhid": "vhid", "advbase": "advbase"}
+        help_texts = {"vhid": "1-255, the same on every server, unique on the network segment.",
+                      "advbase": "Seconds between advertisements (1-254); failover takes about 3 x advbase.",
+                      "name": "A name for this cluster, e.g. web."}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["vip"].widget = forms.TextInput(attrs={"placeholder": "192.0.2.100"})
+        self.fields["gateway"].widget = forms.TextInput(attrs={"placeholder": "192.0.2.1"})
+        self.fields["subnet"].widget.attrs["placeholder"] = "192.0.2.0/24"
+        if self.instance.pk:
+            self.fields["carp_password"].help_text = "Up to 20 bytes; " + SECRET_KEPT + "."
+            if self.instance.vip_prefix != 32:
+                self.initial["vip_prefix_choice"] = "subnet"
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        v.validate_name(name)
+        return name
+
+    def clean_subnet(self) -> str:
+        return str(v.parse_network(self.cleaned_data["subnet"].strip()))
+
+    def clean_vhid(self) -> int:
+        vhid = self.cleaned_data["vhid"]
+        if not 1 <= vhid <= 255:
+            raise ValidationError("vhid is 1-255.")
+        return vhid
+
+    def clean_advbase(self) -> int:
+        advbase = self.cleaned_data["advbase"]
+        if not 1 <= advbase <= 254:
+            raise ValidationError("advbase is 1-254 seconds.")
+        return advbase
+
+    def clean_carp_password(self) -> str:
+        value = self.cleaned_data["carp_password"]
+        if value:
+            v.validate_carp_password(value)
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        subnet = data.get("subnet")
+        if not subnet:
+            return data
+        net = ipaddress.IPv4Network(subnet)
+        seen: dict[str, str] = {}
+        for field, what in (("gateway", "gateway"), ("vip", "service IP")):
+            if not data.get(field):
+                continue
+            try:
+                addr = str(v.check_in_subnet(net, data[field], what))
+            except ValidationError as e:
+                self.add_error(field, e)
+                continue
+            if addr in seen:
+                self.add_error(field, f"The {what} must differ from the {seen[addr]}.")
+            seen[addr] = what
+        data["vip_prefix"] = 32 if data.get("vip_prefix_choice") != "subnet" else net.prefixlen
+        return data
+
+
+class ServerForm(forms.Form):
+    id = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    name = forms.CharField(max_length=63, widget=forms.TextInput(attrs={"placeholder": "server-1"}))
+    address = forms.CharField(label="Address on the subnet", widget=forms.TextInput(attrs={"placeholder": "192.0.2.11"}))
+    ssh_host = forms.CharField(label="SSH host", required=False, help_text="Defaults to the address.")
+    ssh_port = forms.IntegerField(label="SSH port", initial=22, required=False)
+    ssh_user = forms.CharField(label="SSH user", initial="root")
+    auth = forms.ChoiceField(choices=Server.Auth.choices, initial="key", label="Authentication")
+    private_key = forms.CharField(required=False, strip=False, label="Private key (paste)",
+                                  widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off",
+                                                               "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----"}))
+    key_file = forms.FileField(required=False, label="or upload the key file")
+    password = forms.CharField(required=False, strip=False,
+                               widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}))
+    privilege = forms.ChoiceField(choices=Server.Privilege.choices, initial="root")
+    preferred_master = forms.BooleanField(required=False, label="Preferred master")
+
+    def __init__(self, *args: Any, has_secret: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.has_secret = has_secret
+        if has_secret:
+            for f in ("private_key", "password"):
+                self.fields[f].widget.attrs["placeholder"] = SECRET_KEPT
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        v.validate_name(name)
+        return name
+
+    def clean_address(self) -> str:
+        value = self.cleaned_data["address"].strip()
+        try:
+            return str(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise ValidationError("Enter the server's IPv4 address on the subnet.") from None
+
+    def clean_ssh_host(self) -> str:
+        value = self.cleaned_data["ssh_host"].strip()
+        if value:
+            v.validate_ssh_host(value)
+        return value
+
+    def clean_ssh_port(self) -> int:
+        port = self.cleaned_data["ssh_port"] or 22
+        if not 1 <= port <= 65535:
+            raise ValidationError("A TCP port is 1-65535.")
+        return port
+
+    def clean_ssh_user(self) -> str:
+        user = self.cleaned_data["ssh_user"].strip()
+        v.validate_ssh_user(user)
+        return user
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not data.get("ssh_host") and data.get("address"):
+            data["ssh_host"] = data["address"]
+        upload = data.get("key_file")
+        key = data.get("private_key") or ""
+        if upload:
+            if upload.size > 20000:
+                self.add_error("key_file", "That file is too large to be an SSH private key.")
+            else:
+                key = upload.read().decode(errors="replace")
+        if data.get("auth") == "key":
+            data["secret"] = key.strip() + "\n" if key.strip() else ""
+            if key.strip() and "PRIVATE KEY" not in key:
+                self.add_error("private_key", "Paste an SSH private key (it starts with -----BEGIN ... PRIVATE KEY-----).")
+            elif not key.strip() and not self.has_secret:
+                self.add_error("private_key", "Paste or upload the private key carpweb logs in with.")
+        else:
+            data["secret"] = data.get("password") or ""
+            if not data["secret"] and not self.has_secret:
+                self.add_error("password", "Enter the SSH password.")
+        if data.get("privilege") == "root" and data.get("ssh_user") not in (None, "root"):
+            self.add_error("privilege", "Logging in as a user other than root needs sudo -n or doas -n.")
+        return data
+
+
+class BaseServerFormSet(forms.BaseFormSet):
+    def __init__(self, *args: Any, cluster: Cluster | None = None, **kwargs: Any) -> None:
+        self.cluster = cluster
+        super().__init__(*args, **kwargs)
+
+    def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
+        kwargs = super().get_form_kwargs(index)
+        stored = set(self.cluster.servers.exclude(secret_enc="").values_list("pk", flat=True)) if self.cluster else set()
+        initial = self.initial[index] if self.initial and index is not None and index < len(self.initial) else {}
+        kwargs["has_secret"] = initial.get("id") in stored
+        if self.is_bound and index is not None:
+            raw = self.data.get(f"{self.prefix}-{index}-id")
+            kwargs["has_secret"] = bool(raw) and raw.isdigit() and int(raw) in stored
+        return kwargs
+
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        rows = [f.cleaned_data for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if len(rows) < 2:
+            raise ValidationError("A CARP cluster needs at least 2 servers.")
+        names: set[str] = set()
+        addrs: dict[str, str] = {}
+        cluster = self.cluster
+        net = ipaddress.IPv4Network(cluster.subnet) if cluster else None
+        reserved = {cluster.gateway: "the gateway", cluster.vip: "the service IP"} if cluster else {}
+        for form in self.forms:
+            row = form.cleaned_data
+            if not row:
+                continue
+            if row["name"] in names:
+                form.add_error("name", "Server names must be unique in the cluster.")
+            names.add(row["name"])
+            addr = row["address"]
+            if net is not None:
+                try:
+                    v.check_in_subnet(net, addr, "server")
+                except ValidationError as e:
+                    form.add_error("address", e)
+            if addr in reserved:
+                form.add_error("address", f"{addr} is {reserved[addr]}.")
+            elif addr in addrs:
+                form.add_error("address", f"{addr} is also {addrs[addr]}'s address.")
+            addrs[addr] = row["name"]
+        masters = [r for r in rows if r.get("preferred_master")]
+        if len(masters) > 1:
+            raise ValidationError("Choose one preferred master.")
+        if not masters:
+            rows[0]["preferred_master"] = True
+
+
+ServerFormSet = forms.formset_factory(ServerForm, formset=BaseServerFormSet, extra=0, min_num=2,
+                                      validate_min=True, max_num=200, can_delete=True)
+
+
+class InterfaceForm(forms.Form):
+    interface = forms.CharField(max_length=15, widget=forms.TextInput(attrs={"placeholder": "em0"}),
+                                help_text="The interface that carries the servers' addresses, e.g. em0.")
+
+    def clean_interface(self) -> str:
+        value = self.cleaned_data["interface"].strip()
+        v.validate_interface(value)
+        return value
+
+
+class RunForm(forms.Form):
+    kind = forms.ChoiceField(choices=[("setup", "setup"), ("preflight", "preflight"), ("prepare", "prepare"),
+                                      ("verify", "verify")])

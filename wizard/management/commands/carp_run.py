@@ -1,0 +1,49 @@
+"""manage.py carp_run CLUSTER {setup,preflight,prepare,verify} [--wait]: the wizard's run, from a shell.
+
+Exit status 0 only when every step is ok or already done.
+"""
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from wizard import services
+from wizard.models import Cluster, Run, Step
+
+
+class Command(BaseCommand):
+    help = "Start a run on a cluster (the same Celery run the wizard starts)."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("cluster")
+        parser.add_argument("kind", choices=[k for k, _ in Run.Kind.choices])
+        parser.add_argument("--wait", action="store_true", help="print each step as it ends; wait for the result")
+        parser.add_argument("--timeout", type=float, default=900)
+
+    def handle(self, *args, cluster: str, kind: str, wait: bool, timeout: float, **options):  # type: ignore[no-untyped-def]
+        c = Cluster.objects.filter(name=cluster).first()
+        if c is None:
+            raise CommandError(f"no cluster named {cluster!r}")
+        try:
+            run = services.run_start(cluster=c, kind=kind)
+        except services.ServiceError as e:
+            raise CommandError(str(e)) from None
+        self.stdout.write(f"run {run.pk} ({kind}) started on {c.name}")
+        if not wait:
+            return
+        shown: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            ended = run.steps.exclude(status__in=[Step.Status.PENDING, Step.Status.RUNNING]).exclude(pk__in=shown)
+            for step in ended.order_by("finished", "pk"):
+                shown.add(step.pk)
+                label = "already done" if step.status == "ok" and step.phase == "prepare" else step.status
+                self.stdout.write(f"{step.server_name:12} {step.phase:9} {step.name:16} {label:12} {step.message}")
+            if run.done:
+                self.stdout.write(f"run {run.pk}: {run.status} ({run.summary})")
+                if run.status != Run.Status.OK:
+                    raise CommandError(f"run {run.pk} {run.status}")
+                return
+            time.sleep(0.2)
+        raise CommandError(f"run {run.pk} did not finish within {timeout:g} s")

@@ -1,0 +1,134 @@
+"""Clusters and their servers, runs and their step rows. Secrets are stored encrypted (wizard.crypto)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Cluster(models.Model):
+    name = models.CharField(max_length=63, unique=True)
+    subnet = models.CharField(max_length=18, help_text="IPv4 network in CIDR form, e.g. 192.0.2.0/24")
+    gateway = models.GenericIPAddressField(protocol="IPv4")
+    vip = models.GenericIPAddressField(protocol="IPv4", verbose_name="service IP")
+    vip_prefix = models.PositiveSmallIntegerField(default=32)
+    vhid = models.PositiveSmallIntegerField(default=1)
+    advbase = models.PositiveSmallIntegerField(default=1)
+    interface = models.CharField(max_length=15, blank=True)
+    carp_password_enc = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Server(models.Model):
+    class Auth(models.TextChoices):
+        KEY = "key", "Private key"
+        PASSWORD = "password", "Password"
+
+    class Privilege(models.TextChoices):
+        ROOT = "root", "root (log in as root)"
+        SUDO = "sudo", "sudo -n"
+        DOAS = "doas", "doas -n"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="servers")
+    position = models.PositiveSmallIntegerField(default=0)
+    name = models.CharField(max_length=63)
+    address = models.GenericIPAddressField(protocol="IPv4")
+    ssh_host = models.CharField(max_length=253)
+    ssh_port = models.PositiveIntegerField(default=22)
+    ssh_user = models.CharField(max_length=32, default="root")
+    auth = models.CharField(max_length=10, choices=Auth.choices, default=Auth.KEY)
+    secret_enc = models.TextField(blank=True)
+    privilege = models.CharField(max_length=10, choices=Privilege.choices, default=Privilege.ROOT)
+    preferred_master = models.BooleanField(default=False)
+    host_key = models.TextField(blank=True, help_text="pinned host key: 'type base64'")
+    host_key_fingerprint = models.CharField(max_length=100, blank=True)
+    host_key_pinned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["cluster", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="unique_server_name_per_cluster")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Run(models.Model):
+    class Kind(models.TextChoices):
+        SETUP = "setup", "Preflight, prepare and verify"
+        PREFLIGHT = "preflight", "Preflight"
+        PREPARE = "prepare", "Prepare"
+        VERIFY = "verify", "Verify"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        OK = "ok", "Succeeded"
+        FAILED = "failed", "Failed"
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by_name = models.CharField(max_length=150, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+    summary = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["cluster", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def done(self) -> bool:
+        return self.status in (self.Status.OK, self.Status.FAILED, self.Status.INTERRUPTED)
+
+
+class Step(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        OK = "ok", "OK"
+        CHANGED = "changed", "Changed"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    server = models.ForeignKey(Server, null=True, on_delete=models.SET_NULL, related_name="steps")
+    server_name = models.CharField(max_length=63)
+    position = models.PositiveSmallIntegerField()
+    phase = models.CharField(max_length=20)
+    name = models.CharField(max_length=40)
+    title = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    message = models.TextField(blank=True)
+    command = models.TextField(blank=True, help_text="the commands sent, secrets masked")
+    exit_code = models.IntegerField(null=True, blank=True)
+    stdout_tail = models.TextField(blank=True)
+    stderr_tail = models.TextField(blank=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    seq = models.PositiveIntegerField(default=0, help_text="bumped on every change; the page polls by it")
+
+    class Meta:
+        ordering = ["run", "server_name", "position"]
+        constraints = [models.UniqueConstraint(fields=["run", "server_name", "position"], name="unique_step")]
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started and self.finished:
+            return int((self.finished - self.started).total_seconds() * 1000)
+        return None

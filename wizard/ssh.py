@@ -1,0 +1,177 @@
+"""The one SSH transport: paramiko with pinned host keys, TCP_NODELAY, timeouts, and privilege wrapping.
+
+Nothing else in carpweb imports paramiko. Each failure becomes an SSHError whose message is a sentence
+for the admin (what failed, where, what to do next).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+
+import paramiko
+
+KEY_CLASSES: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+TAIL = 4000
+
+
+class SSHError(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    host: str
+    port: int
+    user: str
+    auth: str  # key or password
+    secret: str
+    privilege: str  # root, sudo or doas
+    pinned_key: str  # "type base64", empty when not pinned
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Endpoint({self.name} {self.user}@{self.host}:{self.port})"
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def fingerprint(key_type: str, key_b64: str) -> str:
+    digest = hashlib.sha256(base64.b64decode(key_b64)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _socket(host: str, port: int, timeout: float, name: str) -> socket.socket:
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError:
+        raise SSHError("unreachable", f"{name}: no answer from {host}:{port} within {timeout:g} s. Check the "
+                       "address, the port and any firewall between carpweb and the server.") from None
+    except OSError as e:
+        raise SSHError("unreachable", f"{name}: cannot reach {host}:{port} ({e.strerror or e}). Check that the "
+                       "server is up and sshd listens on that port.") from None
+    # paramiko does not set it; without it every request/response waits for delayed ACKs (~40 ms).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def fetch_host_key(name: str, host: str, port: int, timeout: float = 10) -> tuple[str, str, str]:
+    """First contact: the server's host key (type, base64, SHA256 fingerprint), without authenticating."""
+    sock = _socket(host, port, timeout, name)
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = timeout
+    transport.handshake_timeout = timeout
+    try:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        raise SSHError("unreachable", f"{name}: {host}:{port} did not complete an SSH handshake within "
+                       f"{timeout:g} s ({e or type(e).__name__}). Is sshd running and answering?") from None
+    finally:
+        transport.close()
+    b64 = key.get_base64()
+    return key.get_name(), b64, fingerprint(key.get_name(), b64)
+
+
+def load_private_key(text: str, name: str = "server") -> paramiko.PKey:
+    for cls in KEY_CLASSES:
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except paramiko.PasswordRequiredException:
+            raise SSHError("auth", f"{name}: the private key is protected by a passphrase; "
+                           "paste an unencrypted key dedicated to carpweb.") from None
+        except (paramiko.SSHException, ValueError, IndexError):
+            continue
+    raise SSHError("auth", f"{name}: the private key is not a valid OpenSSH, PEM RSA, ECDSA or Ed25519 key.")
+
+
+class Connection:
+    """One SSH connection to one server for the length of a run."""
+
+    def __init__(self, ep: Endpoint, connect_timeout: float = 10, command_timeout: float = 30) -> None:
+        self.ep = ep
+        self.command_timeout = command_timeout
+        if not ep.pinned_key:
+            raise SSHError("hostkey", f"{ep.name}: its host key is not pinned yet. Confirm the fingerprint on the "
+                           "Review page (or `manage.py pin_host_keys`) before any command runs.")
+        key_type, key_b64 = ep.pinned_key.split()[:2]
+        self.client = paramiko.SSHClient()
+        self.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        lookup = ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
+        self.client.get_host_keys().add(lookup, key_type, paramiko.PKey.from_type_string(key_type,
+                                                                                         base64.b64decode(key_b64)))
+        sock = _socket(ep.host, ep.port, connect_timeout, ep.name)
+        kwargs: dict[str, object] = {"password": ep.secret} if ep.auth == "password" else {
+            "pkey": load_private_key(ep.secret, ep.name)}
+        try:
+            self.client.connect(ep.host, port=ep.port, username=ep.user, sock=sock, timeout=connect_timeout,
+                                banner_timeout=connect_timeout, auth_timeout=connect_timeout,
+                                look_for_keys=False, allow_agent=False, **kwargs)  # type: ignore[arg-type]
+        except paramiko.BadHostKeyException as e:
+            sock.close()
+            raise SSHError("hostkey", f"{ep.name}: HOST KEY MISMATCH. {ep.host}:{ep.port} presented "
+                           f"{fingerprint(e.key.get_name(), e.key.get_base64())}, but "
+                           f"{fingerprint(key_type, key_b64)} is pinned. This is either a man-in-the-middle "
+                           "or a reinstalled server. Nothing was run. Verify the key on the server's console; "
+                           "only an admin can re-pin it.") from None
+        except paramiko.AuthenticationException:
+            sock.close()
+            raise SSHError("auth", f"{ep.name}: {ep.user}@{ep.host}:{ep.port} refused the "
+                           f"{'password' if ep.auth == 'password' else 'key'}. Check the user and the credential "
+                           "(authorized_keys or the password).") from None
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            sock.close()
+            raise SSHError("unreachable", f"{ep.name}: the SSH session with {ep.host}:{ep.port} failed within "
+                           f"{connect_timeout:g} s ({e or type(e).__name__}). Is sshd answering?") from None
+
+    def wrap(self, command: str) -> str:
+        """Run as root: as is for root, otherwise through sudo -n or doas -n (never a prompt)."""
+        if self.ep.privilege == "sudo":
+            return "sudo -n sh -c " + shlex.quote(command)
+        if self.ep.privilege == "doas":
+            return "doas -n sh -c " + shlex.quote(command)
+        return command
+
+    def run(self, command: str, stdin: str | None = None, timeout: float | None = None) -> Result:
+        limit = timeout or self.command_timeout
+        started = time.monotonic()
+        try:
+            stdin_f, stdout_f, stderr_f = self.client.exec_command(self.wrap(command), timeout=limit)
+            if stdin is not None:
+                stdin_f.write(stdin)
+            stdin_f.channel.shutdown_write()
+            out = stdout_f.read()
+            err = stderr_f.read()
+            code = stdout_f.channel.recv_exit_status()
+        except (TimeoutError, socket.timeout):
+            raise SSHError("timeout", f"{self.ep.name}: a command did not finish within {limit:g} s. The server "
+                           "may be overloaded or the network lossy; run again, or raise "
+                           "CARPWEB_SSH_COMMAND_TIMEOUT.") from None
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise SSHError("unreachable", f"{self.ep.name}: the SSH connection broke ({e or type(e).__name__}). "
+                           "Run again when the server is reachable; every step is safe to repeat.") from None
+        return Result(code, out.decode(errors="replace")[-TAIL:], err.decode(errors="replace")[-TAIL:],
+                      time.monotonic() - started)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

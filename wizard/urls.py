@@ -1,0 +1,21 @@
+"""The wizard's URLs."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.cluster_list, name="cluster-list"),
+    path("clusters/new/", views.wizard_cluster, name="wizard-new"),
+    path("clusters/<int:pk>/", views.cluster_detail, name="cluster-detail"),
+    path("clusters/<int:pk>/wizard/cluster/", views.wizard_cluster, name="wizard-cluster"),
+    path("clusters/<int:pk>/wizard/servers/", views.wizard_servers, name="wizard-servers"),
+    path("clusters/<int:pk>/wizard/interface/", views.wizard_interface, name="wizard-interface"),
+    path("clusters/<int:pk>/wizard/discover/", views.wizard_discover, name="wizard-discover"),
+    path("clusters/<int:pk>/wizard/review/", views.wizard_review, name="wizard-review"),
+    path("clusters/<int:pk>/hostkeys/", views.host_keys, name="host-keys"),
+    path("clusters/<int:pk>/hostkeys/pin/", views.host_keys_pin, name="host-keys-pin"),
+    path("clusters/<int:pk>/runs/", views.run_create, name="run-create"),
+    path("runs/<int:pk>/", views.run_detail, name="run-detail"),
+    path("runs/<int:pk>/progress/", views.run_progress, name="run-progress"),
+]
