@@ -1,3 +1,48 @@
-"""Shared fixtures: the lab (one per session) and Django's test database."""
+"""Shared fixtures: the lab (one per session), a real Celery worker process, and lab-backed clusters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
 
 pytest_plugins = ["lab.pytest_plugin"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _db_url(settings_dict: dict) -> str:
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return "sqlite:///" + str(settings_dict["NAME"])
+    user = settings_dict.get("USER") or ""
+    pw = (":" + settings_dict["PASSWORD"]) if settings_dict.get("PASSWORD") else ""
+    return f"postgres://{user}{pw}@{settings_dict.get('HOST') or '127.0.0.1'}:{settings_dict.get('PORT') or 5432}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real `celery worker` process (not eager) on the test database and the configured broker."""
+    from django.db import connection
+
+    env = dict(os.environ, DATABASE_URL=_db_url(connection.settings_dict), CARPWEB_SSH_CONNECT_TIMEOUT="5",
+               CARPWEB_SSH_COMMAND_TIMEOUT="15", PYTHONUNBUFFERED="1")
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "carpweb", "worker", "-l", "info",
+                                 "-c", "4", "-n", f"test{os.getpid()}@%h"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while " ready." not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the Celery worker did not start:\n" + log.read_text()[-3000:])
+        time.sleep(0.2)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -135,8 +135,9 @@ class Connection:
                            "(authorized_keys or the password).") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
             sock.close()
-            raise SSHError("unreachable", f"{ep.name}: the SSH session with {ep.host}:{ep.port} failed within "
-                           f"{connect_timeout:g} s ({e or type(e).__name__}). Is sshd answering?") from None
+            raise SSHError("unreachable", f"{ep.name}: {ep.host}:{ep.port} accepted the connection but did not "
+                           f"complete an SSH handshake within {connect_timeout:g} s ({e or type(e).__name__}). "
+                           "sshd may be hung or overloaded: check it on the server's console.") from None
 
     def wrap(self, command: str) -> str:
         """Run as root: as is for root, otherwise through sudo -n or doas -n (never a prompt)."""

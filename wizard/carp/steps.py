@@ -211,8 +211,8 @@ def _judge_allow(t: Target, r: list[CommandResult]) -> Outcome:
 
 
 STEPS: list[Step] = [
-    Step("freebsd", "preflight", "FreeBSD and its version", lambda t: ["uname -s; uname -r"], _judge_os),
     Step("privilege", "preflight", "Root privilege without a prompt", lambda t: ["id -u"], _judge_privilege),
+    Step("freebsd", "preflight", "FreeBSD and its version", lambda t: ["uname -s; uname -r"], _judge_os),
     Step("interface", "preflight", "Interface carries the server's address",
          lambda t: ["ifconfig -l", f"ifconfig {q(t.interface)}"], _judge_interface),
     Step("gateway", "preflight", "Default route and gateway",

@@ -1,0 +1,49 @@
+"""Helpers for tests that drive carpweb against the lab."""
+
+from __future__ import annotations
+
+import time
+
+from lab.world import Lab
+from wizard import services
+from wizard.models import Cluster, Run
+
+
+def lab_cluster(lab: Lab, *, name: str = "web", users=("root", "root"), privileges=("root", "root"),
+                passwords=(None, None), interface: str = "em0", subnet: str = "192.0.2.0/24",
+                addresses=("192.0.2.11", "192.0.2.12"), pin: bool = True) -> Cluster:
+    """A cluster of the lab's server-1 and server-2, created through the same services the wizard uses."""
+    cluster = services.cluster_save(cluster=None, data={
+        "name": name, "subnet": subnet, "gateway": "192.0.2.1", "vip": "192.0.2.100", "vip_prefix": 32,
+        "vhid": 1, "advbase": 1, "interface": interface})
+    with open(lab.key_path) as f:
+        key = f.read()
+    rows = []
+    for i, host in enumerate(("server-1", "server-2")):
+        info = lab.host(host)
+        rows.append({"name": host, "address": addresses[i], "ssh_host": "127.0.0.1", "ssh_port": info.ssh_port,
+                     "ssh_user": users[i], "auth": "password" if passwords[i] else "key",
+                     "secret": passwords[i] or key, "privilege": privileges[i], "preferred_master": i == 0})
+    services.servers_save(cluster=cluster, rows=rows)
+    if pin:
+        offers = services.host_keys_fetch(cluster=cluster)
+        services.host_keys_pin(cluster=cluster, confirmed={o.server.pk: o.fingerprint for o in offers})
+    return cluster
+
+
+def wait_run(run: Run, limit: float = 60) -> Run:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.done:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run.pk} still {run.status} after {limit} s")
+
+
+def statuses(run: Run, server: str) -> dict[str, str]:
+    return {s.name: s.status for s in run.steps.filter(server_name=server)}
+
+
+def messages(run: Run, server: str) -> str:
+    return " ".join(s.message for s in run.steps.filter(server_name=server))
