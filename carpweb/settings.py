@@ -109,8 +109,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
 # Pico and htmx come from their npm packages (package.json), never from a CDN.
-STATICFILES_DIRS = [("vendor", BASE_DIR / "node_modules")] if (BASE_DIR / "node_modules").exists() else []
-STATICFILES_DIRS.append(BASE_DIR / "static")
+STATICFILES_DIRS: list[Path | tuple[str, Path]] = [BASE_DIR / "static"]
+if (BASE_DIR / "node_modules").exists():
+    STATICFILES_DIRS.append(("vendor", BASE_DIR / "node_modules"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Celery: the broker from the environment, else kombu's filesystem transport (no server needed).
@@ -154,5 +155,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"wizard": {"handlers": ["console"], "level": "INFO", "propagate": False}, "paramiko": {"level": "WARNING"}},
+    "loggers": {
+        "wizard": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "paramiko": {"level": "WARNING"},
+    },
 }

@@ -52,9 +52,9 @@ class Shell:
             kind, blob = f.read().split()[:2]
         self.client.get_host_keys().add("[127.0.0.1]:%d" % info.ssh_port, kind,
                                         paramiko.Ed25519Key(data=base64.b64decode(blob)))
-        kwargs = {"password": password} if password else {"key_filename": lab.key_path}
         self.client.connect("127.0.0.1", port=info.ssh_port, username=user, timeout=10, auth_timeout=10,
-                            banner_timeout=10, look_for_keys=False, allow_agent=False, **kwargs)
+                            banner_timeout=10, look_for_keys=False, allow_agent=False, password=password,
+                            key_filename=None if password else lab.key_path)
 
     def run(self, command: str, timeout: float = 30) -> tuple[int, str, str]:
         _, stdout, stderr = self.client.exec_command(command, timeout=timeout)

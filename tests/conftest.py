@@ -19,7 +19,8 @@ def _db_url(settings_dict: dict) -> str:
         return "sqlite:///" + str(settings_dict["NAME"])
     user = settings_dict.get("USER") or ""
     pw = (":" + settings_dict["PASSWORD"]) if settings_dict.get("PASSWORD") else ""
-    return f"postgres://{user}{pw}@{settings_dict.get('HOST') or '127.0.0.1'}:{settings_dict.get('PORT') or 5432}/{settings_dict['NAME']}"
+    host, port = settings_dict.get("HOST") or "127.0.0.1", settings_dict.get("PORT") or 5432
+    return f"postgres://{user}{pw}@{host}:{port}/{settings_dict['NAME']}"
 
 
 @pytest.fixture(scope="session")

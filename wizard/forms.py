@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from .carp import validation as v
 from .models import Cluster, Server
 
-SECRET_KEPT = "stored encrypted; leave empty to keep it"
+SECRET_KEPT = "stored encrypted; leave empty to keep it"  # noqa: S105 - a hint, not a secret
 
 
 class ClusterForm(forms.ModelForm):
@@ -92,7 +92,8 @@ class ClusterForm(forms.ModelForm):
 class ServerForm(forms.Form):
     id = forms.IntegerField(required=False, widget=forms.HiddenInput)
     name = forms.CharField(max_length=63, widget=forms.TextInput(attrs={"placeholder": "server-1"}))
-    address = forms.CharField(label="Address on the subnet", widget=forms.TextInput(attrs={"placeholder": "192.0.2.11"}))
+    address = forms.CharField(label="Address on the subnet",
+                              widget=forms.TextInput(attrs={"placeholder": "192.0.2.11"}))
     ssh_host = forms.CharField(label="SSH host", required=False, help_text="Defaults to the address.")
     ssh_port = forms.IntegerField(label="SSH port", initial=22, required=False)
     ssh_user = forms.CharField(label="SSH user", initial="root")
@@ -156,7 +157,8 @@ class ServerForm(forms.Form):
         if data.get("auth") == "key":
             data["secret"] = key.strip() + "\n" if key.strip() else ""
             if key.strip() and "PRIVATE KEY" not in key:
-                self.add_error("private_key", "Paste an SSH private key (it starts with -----BEGIN ... PRIVATE KEY-----).")
+                self.add_error("private_key",
+                               "Paste an SSH private key (it starts with -----BEGIN ... PRIVATE KEY-----).")
             elif not key.strip() and not self.has_secret:
                 self.add_error("private_key", "Paste or upload the private key carpweb logs in with.")
         else:
@@ -175,11 +177,12 @@ class BaseServerFormSet(forms.BaseFormSet):
 
     def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
         kwargs = super().get_form_kwargs(index)
-        stored = set(self.cluster.servers.exclude(secret_enc="").values_list("pk", flat=True)) if self.cluster else set()
+        stored = (set(self.cluster.servers.exclude(secret_enc="").values_list("pk", flat=True))
+                  if self.cluster else set())
         initial = self.initial[index] if self.initial and index is not None and index < len(self.initial) else {}
         kwargs["has_secret"] = initial.get("id") in stored
         if self.is_bound and index is not None:
-            raw = self.data.get(f"{self.prefix}-{index}-id")
+            raw = str(self.data.get(f"{self.prefix}-{index}-id") or "")
             kwargs["has_secret"] = bool(raw) and raw.isdigit() and int(raw) in stored
         return kwargs
 
@@ -219,8 +222,8 @@ class BaseServerFormSet(forms.BaseFormSet):
             rows[0]["preferred_master"] = True
 
 
-ServerFormSet = forms.formset_factory(ServerForm, formset=BaseServerFormSet, extra=0, min_num=2,
-                                      validate_min=True, max_num=200, can_delete=True)
+ServerFormSet = cast(type[BaseServerFormSet], forms.formset_factory(
+    ServerForm, formset=BaseServerFormSet, extra=0, min_num=2, validate_min=True, max_num=200, can_delete=True))
 
 
 class InterfaceForm(forms.Form):

@@ -127,6 +127,9 @@ class Step(models.Model):
         ordering = ["run", "server_name", "position"]
         constraints = [models.UniqueConstraint(fields=["run", "server_name", "position"], name="unique_step")]
 
+    def __str__(self) -> str:
+        return f"{self.server_name} {self.name}: {self.status}"
+
     @property
     def duration_ms(self) -> int | None:
         if self.started and self.finished:

@@ -158,7 +158,7 @@ class Connection:
             out = stdout_f.read()
             err = stderr_f.read()
             code = stdout_f.channel.recv_exit_status()
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise SSHError("timeout", f"{self.ep.name}: a command did not finish within {limit:g} s. The server "
                            "may be overloaded or the network lossy; run again, or raise "
                            "CARPWEB_SSH_COMMAND_TIMEOUT.") from None

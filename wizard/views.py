@@ -44,9 +44,8 @@ def wizard_cluster(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 
 
 def _server_initial(cluster: Cluster) -> list[dict[str, Any]]:
-    rows = [{"id": s.pk, "name": s.name, "address": s.address, "ssh_host": s.ssh_host, "ssh_port": s.ssh_port,
-             "ssh_user": s.ssh_user, "auth": s.auth, "privilege": s.privilege, "preferred_master": s.preferred_master}
-            for s in cluster.servers.all()]
+    fields = ("name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege", "preferred_master")
+    rows: list[dict[str, Any]] = [{"id": s.pk, **{f: getattr(s, f) for f in fields}} for s in cluster.servers.all()]
     return rows or [{"name": "server-1", "preferred_master": True}, {"name": "server-2"}]
 
 
@@ -108,7 +107,7 @@ def host_keys(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def host_keys_pin(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
-    confirmed = {int(k.split("-", 1)[1]): v for k, v in request.POST.items() if k.startswith("fp-") and
+    confirmed = {int(k.split("-", 1)[1]): str(v) for k, v in request.POST.items() if k.startswith("fp-") and
                  k.split("-", 1)[1].isdigit()}
     try:
         pinned = services.host_keys_pin(cluster=cluster, confirmed=confirmed, user=request.user)
@@ -117,7 +116,7 @@ def host_keys_pin(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, "Pinned the host keys of " + (", ".join(pinned) or "no server") + ".")
     target = "wizard-interface" if request.POST.get("next") == "discover" else "wizard-review"
-    if request.htmx:
+    if getattr(request, "htmx", False):
         return HttpResponseClientRedirect(redirect(target, pk=cluster.pk).url)
     return redirect(target, pk=cluster.pk)
 

@@ -17,7 +17,7 @@ RTO = 0.2
 
 
 def pump(read, write, delay: float, loss: float) -> None:
-    q: "queue.Queue[tuple[float, bytes]]" = queue.Queue()
+    q: queue.Queue[tuple[float, bytes]] = queue.Queue()
 
     def writer() -> None:
         while True:

@@ -7,7 +7,8 @@ import fcntl
 import json
 import os
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 CARP_SYSCTL_DEFAULTS = {
     "allow": 1,

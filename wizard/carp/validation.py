@@ -11,7 +11,8 @@ INTERFACE_RE = re.compile(r"^[a-z][a-z_]*[0-9]+(\.[0-9]{1,4})?$")
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9._+=@%:,~-]{1,20}$")
 SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")
 CARP_KEY_LEN = 20
 
 
@@ -36,7 +37,8 @@ def validate_ssh_user(value: str) -> None:
 
 def validate_name(value: str) -> None:
     if not NAME_RE.match(value):
-        raise ValidationError("Use letters, digits, dot, dash and underscore (up to 63), starting with a letter or digit.")
+        raise ValidationError(
+            "Use letters, digits, dot, dash and underscore (up to 63), starting with a letter or digit.")
 
 
 def validate_ssh_host(value: str) -> None:

@@ -56,7 +56,7 @@ class Command(BaseCommand):
         formset = ServerFormSet(post, cluster=cluster, prefix="servers")
         if not formset.is_valid():
             problems = [f"server {i + 1}: {m}" for i, f in enumerate(formset.forms) for m in _errors(f)]
-            raise CommandError("; ".join(problems + list(formset.non_form_errors())))
+            raise CommandError("; ".join(problems + [str(e) for e in formset.non_form_errors()]))
         services.servers_save(cluster=cluster, rows=[f.cleaned_data for f in formset.forms])
         if data.get("interface"):
             from wizard.forms import InterfaceForm

@@ -19,7 +19,8 @@ class Command(BaseCommand):
             raise CommandError(f"no cluster named {cluster!r}")
         offers = services.host_keys_fetch(cluster=c)
         for o in offers:
-            state = "error" if o.error else ("pinned" if o.matches_pin else ("MISMATCH" if o.server.host_key else "new"))
+            state = "error" if o.error else (
+                "pinned" if o.matches_pin else ("MISMATCH" if o.server.host_key else "new"))
             self.stdout.write(f"{o.server.name:20} {o.error or o.fingerprint}  [{state}]")
         failed = [o for o in offers if o.error]
         if failed:
