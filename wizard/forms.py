@@ -201,10 +201,12 @@ class BaseServerFormSet(forms.BaseFormSet):
             row = form.cleaned_data
             if not row:
                 continue
-            if row["name"] in names:
+            name, addr = row.get("name"), row.get("address")
+            if name is None or addr is None:
+                continue
+            if name in names:
                 form.add_error("name", "Server names must be unique in the cluster.")
-            names.add(row["name"])
-            addr = row["address"]
+            names.add(name)
             if net is not None:
                 try:
                     v.check_in_subnet(net, addr, "server")
@@ -214,7 +216,7 @@ class BaseServerFormSet(forms.BaseFormSet):
                 form.add_error("address", f"{addr} is {reserved[addr]}.")
             elif addr in addrs:
                 form.add_error("address", f"{addr} is also {addrs[addr]}'s address.")
-            addrs[addr] = row["name"]
+            addrs[addr] = name
         masters = [r for r in rows if r.get("preferred_master")]
         if len(masters) > 1:
             raise ValidationError("Choose one preferred master.")

@@ -1,0 +1,72 @@
+"""The web pages: login required, validation messages next to fields (never a 500), secrets never echoed."""
+
+import pytest
+from django.contrib.auth.models import User
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wizard.models import Cluster
+
+pytestmark = pytest.mark.django_db
+
+CLUSTER = {"name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "vip": "192.0.2.100", "vhid": "1",
+           "advbase": "1", "vip_prefix_choice": "32", "carp_password": ""}
+
+
+@pytest.fixture
+def admin_client(client):
+    User.objects.create_superuser("admin", password="pw-for-tests")
+    client.login(username="admin", password="pw-for-tests")
+    return client
+
+
+def test_login_required(client):
+    assert client.get("/").status_code == 302
+    assert client.get("/clusters/new/")["Location"].startswith("/login/")
+
+
+def test_cluster_step_keeps_input_and_explains(admin_client):
+    res = admin_client.post("/clusters/new/", {**CLUSTER, "subnet": "192.0.2.5/24", "vip": "198.51.100.1"})
+    assert res.status_code == 200
+    body = res.content.decode()
+    assert "192.0.2.5/24 is an address, not a network: did you mean 192.0.2.0/24?" in body
+    assert 'value="198.51.100.1"' in body
+
+
+def test_gateway_equal_to_vip_refused(admin_client):
+    res = admin_client.post("/clusters/new/", {**CLUSTER, "vip": "192.0.2.1"})
+    assert "must differ from the gateway" in res.content.decode()
+
+
+def test_carp_password_is_generated_encrypted_and_never_shown(admin_client):
+    res = admin_client.post("/clusters/new/", {**CLUSTER, "carp_password": "s3cret-pass"})
+    cluster = Cluster.objects.get(name="web")
+    assert res.status_code == 302
+    assert "s3cret-pass" not in cluster.carp_password_enc
+    page = admin_client.get(f"/clusters/{cluster.pk}/wizard/cluster/").content.decode()
+    review = admin_client.get(f"/clusters/{cluster.pk}/wizard/review/").content.decode()
+    assert "s3cret-pass" not in page and "s3cret-pass" not in review
+
+
+def test_servers_step_validates_the_list(admin_client):
+    admin_client.post("/clusters/new/", CLUSTER)
+    cluster = Cluster.objects.get(name="web")
+    data = {"servers-TOTAL_FORMS": "2", "servers-INITIAL_FORMS": "0", "servers-MIN_NUM_FORMS": "2",
+            "servers-MAX_NUM_FORMS": "200"}
+    for i, (name, addr) in enumerate([("a", "192.0.2.11"), ("a", "192.0.2.1")]):
+        data.update({f"servers-{i}-name": name, f"servers-{i}-address": addr, f"servers-{i}-ssh_port": "22",
+                     f"servers-{i}-ssh_user": "root", f"servers-{i}-auth": "password",
+                     f"servers-{i}-password": "pw", f"servers-{i}-privilege": "root"})
+    body = admin_client.post(f"/clusters/{cluster.pk}/wizard/servers/", data).content.decode()
+    assert "Server names must be unique" in body
+    assert "192.0.2.1 is the gateway" in body
+    assert 'value="pw"' not in body
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(min_size=0, max_size=300))
+def test_arbitrary_input_never_500s(admin_client, text):
+    for field in ("name", "subnet", "gateway", "vip", "vhid", "advbase", "carp_password"):
+        res = admin_client.post("/clusters/new/", {**CLUSTER, "name": "h", field: text})
+        assert res.status_code in (200, 302)
+        Cluster.objects.filter(name="h").delete()
