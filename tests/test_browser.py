@@ -1,0 +1,76 @@
+"""Headless Chromium walks the wizard from an empty database to a green run against the lab."""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+pytestmark = [pytest.mark.lab, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def page():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CARPWEB_REQUIRE_LAB") == "1":
+            pytest.fail("Debian's chromium is missing (scripts/bootstrap installs it)")
+        pytest.skip("Debian's chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test and of its
+    # teardown are still plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        pg = browser.new_page(viewport={"width": 1366, "height": 900})
+        pg.set_default_timeout(30000)
+        yield pg
+        browser.close()
+
+
+def test_wizard_from_empty_database_to_green_run(page, live_server, fresh_lab, celery_worker_process):
+    lab = fresh_lab
+    User.objects.create_superuser("admin", password="pw-for-tests")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(live_server.url + "/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "pw-for-tests")
+    page.click("button[type=submit]")
+    page.click("text=Set up the first one")
+    page.fill("#id_name", "web")
+    page.fill("#id_subnet", "192.0.2.0/24")
+    page.fill("#id_gateway", "192.0.2.1")
+    page.fill("#id_vip", "192.0.2.100")
+    page.click("text=Save and continue: servers")
+    key = Path(lab.key_path).read_text()
+    for i, host in enumerate(("server-1", "server-2")):
+        info = lab.host(host)
+        page.fill(f"#id_servers-{i}-name", host)
+        page.fill(f"#id_servers-{i}-address", info.address)
+        page.fill(f"#id_servers-{i}-ssh_host", "127.0.0.1")
+        page.fill(f"#id_servers-{i}-ssh_port", str(info.ssh_port))
+        page.fill(f"#id_servers-{i}-private_key", key)
+    page.screenshot(path=str(ARTIFACTS / "wizard-servers.png"), full_page=True)
+    page.click("text=Save and continue: interface")
+    page.click("text=Discover")
+    page.wait_for_selector("text=Confirm the SSH host keys")
+    for host in ("server-1", "server-2"):
+        assert lab.host(host).host_key_fingerprint.split()[1] in page.content()
+    page.click("text=I have checked these fingerprints: pin them")
+    page.wait_for_selector("text=Pinned the host keys")
+    page.click("text=Discover")
+    page.wait_for_selector("text=Preselected")
+    assert page.input_value("#id_interface") == "em0"
+    page.click("text=Save and continue: review")
+    page.wait_for_selector("text=Command plan")
+    page.screenshot(path=str(ARTIFACTS / "wizard-review.png"), full_page=True)
+    page.click("text=Run preflight, prepare and verify on 2 servers")
+    page.wait_for_selector("[data-run-status=ok]", timeout=60000)
+    assert page.locator("tr.step[data-status=failed]").count() == 0
+    assert page.locator("tr.step").count() == 2 * 12
+    page.screenshot(path=str(ARTIFACTS / "run-finished.png"), full_page=True)
