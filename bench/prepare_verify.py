@@ -75,8 +75,8 @@ def main() -> None:
             while not Run.objects.get(pk=run2.pk).done:
                 time.sleep(0.005)
             carpweb_total = time.perf_counter() - t0
-            worker_time = sum(((r.finished - r.started).total_seconds()) for r in Run.objects.filter(
-                pk__in=[run.pk, run2.pk]))
+            worker_time = sum((r.finished - r.started).total_seconds() for r in Run.objects.filter(
+                pk__in=[run.pk, run2.pk]) if r.finished and r.started)
             carpweb.append((carpweb_total, worker_time))
             ssh.append(plain_ssh(lab, ["server-1", "server-2"]))
         med_total = statistics.median(t for t, _ in carpweb)

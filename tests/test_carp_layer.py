@@ -39,7 +39,8 @@ def test_parsers_of_the_reference_transcripts():
 
 
 def test_loader_step_changes_only_when_needed():
-    assert s._judge_loader(T, [r(0, "YES\n")]).status == "ok"
+    done = s._judge_loader(T, [r(0, "YES\n")])
+    assert isinstance(done, s.Outcome) and done.status == "ok"
     change = s._judge_loader(T, [r(1, "", "sysrc: unknown variable 'carp_load'\n")])
     assert isinstance(change, s.Change)
     assert change.commands[-1] == "sysrc -f /boot/loader.conf carp_load=YES"
@@ -47,8 +48,9 @@ def test_loader_step_changes_only_when_needed():
 
 
 def test_kldload_step_is_idempotent():
-    assert s._judge_kldload(T, [r(0)]).status == "ok"
-    assert s._judge_kldload(T, [r(1)]).commands == ["kldload -n carp"]
+    loaded, missing = s._judge_kldload(T, [r(0)]), s._judge_kldload(T, [r(1)])
+    assert isinstance(loaded, s.Outcome) and loaded.status == "ok"
+    assert isinstance(missing, s.Change) and missing.commands == ["kldload -n carp"]
 
 
 def test_interface_step_explains_a_missing_interface():
