@@ -11,11 +11,13 @@ from wizard.models import Cluster, Run
 
 def lab_cluster(lab: Lab, *, name: str = "web", users=("root", "root"), privileges=("root", "root"),
                 passwords=(None, None), interface: str = "em0", subnet: str = "192.0.2.0/24",
-                addresses=("192.0.2.11", "192.0.2.12"), pin: bool = True) -> Cluster:
+                addresses=("192.0.2.11", "192.0.2.12"), pin: bool = True, probe: bool = False,
+                password: str = "", master_advskew: int = 0, configure_service_ip: bool = False) -> Cluster:
     """A cluster of the lab's server-1 and server-2, created through the same services the wizard uses."""
     cluster = services.cluster_save(cluster=None, data={
         "name": name, "subnet": subnet, "gateway": "192.0.2.1", "vip": "192.0.2.100", "vip_prefix": 32,
-        "vhid": 1, "advbase": 1, "interface": interface})
+        "vhid": 1, "advbase": 1, "interface": interface, "master_advskew": master_advskew,
+        "configure_service_ip": configure_service_ip}, carp_password=password)
     with open(lab.key_path) as f:
         key = f.read()
     rows = []
@@ -24,6 +26,11 @@ def lab_cluster(lab: Lab, *, name: str = "web", users=("root", "root"), privileg
         rows.append({"name": host, "address": addresses[i], "ssh_host": "127.0.0.1", "ssh_port": info.ssh_port,
                      "ssh_user": users[i], "auth": "password" if passwords[i] else "key",
                      "secret": passwords[i] or key, "privilege": privileges[i], "preferred_master": i == 0})
+    if probe:
+        info = lab.host("client")
+        rows.append({"name": "client", "address": info.address, "ssh_host": "127.0.0.1", "ssh_port": info.ssh_port,
+                     "ssh_user": "root", "auth": "key", "secret": key, "privilege": "root",
+                     "preferred_master": False, "role": "probe"})
     services.servers_save(cluster=cluster, rows=rows)
     if pin:
         offers = services.host_keys_fetch(cluster=cluster)

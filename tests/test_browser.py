@@ -69,8 +69,10 @@ def test_wizard_from_empty_database_to_green_run(page, live_server, fresh_lab, c
     page.click("text=Save and continue: review")
     page.wait_for_selector("text=Command plan")
     page.screenshot(path=str(ARTIFACTS / "wizard-review.png"), full_page=True)
-    page.click("text=Run preflight, prepare and verify on 2 servers")
+    page.click("text=Run preflight, prepare, verify and configure the service IP")
     page.wait_for_selector("[data-run-status=ok]", timeout=60000)
     assert page.locator("tr.step[data-status=failed]").count() == 0
-    assert page.locator("tr.step").count() == 2 * 12
+    # 2 servers x (connect + 11 preflight/prepare/verify + 4 configure) + the cluster-wide check
+    assert page.locator("tr.step").count() == 2 * 16 + 1
+    assert "server-1 MASTER, server-2 BACKUP" in page.content()
     page.screenshot(path=str(ARTIFACTS / "run-finished.png"), full_page=True)

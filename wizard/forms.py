@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from .carp import validation as v
-from .models import Cluster, Server
+from .models import Cluster, Run, Server
 
 SECRET_KEPT = "stored encrypted; leave empty to keep it"  # noqa: S105 - a hint, not a secret
 
@@ -25,8 +25,10 @@ class ClusterForm(forms.ModelForm):
 
     class Meta:
         model = Cluster
-        fields = ["name", "subnet", "gateway", "vip", "vhid", "advbase"]
-        labels = {"vip": "Service IP (VIP)", "vhid": "vhid", "advbase": "advbase"}
+        fields = ["name", "subnet", "gateway", "vip", "vhid", "advbase", "master_advskew", "configure_service_ip"]
+        labels = {"vip": "Service IP (VIP)", "vhid": "vhid", "advbase": "advbase",
+                  "master_advskew": "Preferred master's advskew",
+                  "configure_service_ip": "The wizard's run also configures the service IP"}
         help_texts = {"vhid": "1-255, the same on every server, unique on the network segment.",
                       "advbase": "Seconds between advertisements (1-254); failover takes about 3 x advbase.",
                       "name": "A name for this cluster, e.g. web."}
@@ -36,6 +38,7 @@ class ClusterForm(forms.ModelForm):
         self.fields["vip"].widget = forms.TextInput(attrs={"placeholder": "192.0.2.100"})
         self.fields["gateway"].widget = forms.TextInput(attrs={"placeholder": "192.0.2.1"})
         self.fields["subnet"].widget.attrs["placeholder"] = "192.0.2.0/24"
+        self.fields["master_advskew"].required = False
         if self.instance.pk:
             self.fields["carp_password"].help_text = "Up to 20 bytes; " + SECRET_KEPT + "."
             if self.instance.vip_prefix != 32:
@@ -60,6 +63,12 @@ class ClusterForm(forms.ModelForm):
         if not 1 <= advbase <= 254:
             raise ValidationError("advbase is 1-254 seconds.")
         return advbase
+
+    def clean_master_advskew(self) -> int:
+        skew = self.cleaned_data["master_advskew"] or 0
+        if not 0 <= skew <= 99:
+            raise ValidationError("0-99: backups get 100, 200, ... so the preferred master must stay below them.")
+        return skew
 
     def clean_carp_password(self) -> str:
         value = self.cleaned_data["carp_password"]
@@ -105,6 +114,7 @@ class ServerForm(forms.Form):
     password = forms.CharField(required=False, strip=False,
                                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}))
     privilege = forms.ChoiceField(choices=Server.Privilege.choices, initial="root")
+    role = forms.ChoiceField(choices=Server.Role.choices, initial="node", required=False)
     preferred_master = forms.BooleanField(required=False, label="Preferred master")
 
     def __init__(self, *args: Any, has_secret: bool = False, **kwargs: Any) -> None:
@@ -145,6 +155,7 @@ class ServerForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        data["role"] = data.get("role") or Server.Role.NODE
         if not data.get("ssh_host") and data.get("address"):
             data["ssh_host"] = data["address"]
         upload = data.get("key_file")
@@ -217,11 +228,13 @@ class BaseServerFormSet(forms.BaseFormSet):
             elif addr in addrs:
                 form.add_error("address", f"{addr} is also {addrs[addr]}'s address.")
             addrs[addr] = name
+        if len([r for r in rows if r.get("role", "node") == "node"]) < 2:
+            raise ValidationError("A CARP cluster needs at least 2 CARP nodes (probes do not count).")
         masters = [r for r in rows if r.get("preferred_master")]
         if len(masters) > 1:
             raise ValidationError("Choose one preferred master.")
         if not masters:
-            rows[0]["preferred_master"] = True
+            next(r for r in rows if r.get("role", "node") == "node")["preferred_master"] = True
 
 
 ServerFormSet = cast(type[BaseServerFormSet], forms.formset_factory(
@@ -239,5 +252,6 @@ class InterfaceForm(forms.Form):
 
 
 class RunForm(forms.Form):
-    kind = forms.ChoiceField(choices=[("setup", "setup"), ("preflight", "preflight"), ("prepare", "prepare"),
-                                      ("verify", "verify")])
+    kind = forms.ChoiceField(choices=Run.Kind.choices)
+    target = forms.CharField(required=False)
+    confirm = forms.BooleanField(required=False)

@@ -16,6 +16,11 @@ class Cluster(models.Model):
     advbase = models.PositiveSmallIntegerField(default=1)
     interface = models.CharField(max_length=15, blank=True)
     carp_password_enc = models.TextField(blank=True)
+    master_advskew = models.PositiveSmallIntegerField(default=0, help_text="advskew of the preferred master")
+    configure_service_ip = models.BooleanField(default=True, help_text="the wizard's run also configures the VIP")
+    diagnosis = models.TextField(blank=True, help_text="the last check's findings, one per line")
+    checked_at = models.DateTimeField(null=True, blank=True)
+    healthy = models.BooleanField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
@@ -31,6 +36,10 @@ class Server(models.Model):
     class Auth(models.TextChoices):
         KEY = "key", "Private key"
         PASSWORD = "password", "Password"
+
+    class Role(models.TextChoices):
+        NODE = "node", "CARP node"
+        PROBE = "probe", "Probe only (measures the VIP during drills)"
 
     class Privilege(models.TextChoices):
         ROOT = "root", "root (log in as root)"
@@ -48,6 +57,11 @@ class Server(models.Model):
     secret_enc = models.TextField(blank=True)
     privilege = models.CharField(max_length=10, choices=Privilege.choices, default=Privilege.ROOT)
     preferred_master = models.BooleanField(default=False)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.NODE)
+    maintenance = models.BooleanField(default=False, help_text="demoted on purpose (demotion 240)")
+    carp_state = models.CharField(max_length=10, blank=True)
+    carp_advskew = models.SmallIntegerField(null=True, blank=True)
+    demotion = models.IntegerField(null=True, blank=True)
     host_key = models.TextField(blank=True, help_text="pinned host key: 'type base64'")
     host_key_fingerprint = models.CharField(max_length=100, blank=True)
     host_key_pinned_at = models.DateTimeField(null=True, blank=True)
@@ -66,6 +80,12 @@ class Run(models.Model):
         PREFLIGHT = "preflight", "Preflight"
         PREPARE = "prepare", "Prepare"
         VERIFY = "verify", "Verify"
+        CONFIGURE = "configure", "Configure service IP"
+        CHECK = "check", "Check"
+        DRILL = "drill", "Failover drill"
+        MAINTENANCE_ON = "maintenance-on", "Maintenance on"
+        MAINTENANCE_OFF = "maintenance-off", "Maintenance off"
+        REMOVE = "remove", "Remove service IP"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -77,6 +97,8 @@ class Run(models.Model):
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="runs")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    target = models.ForeignKey("Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                               help_text="the node of a maintenance run")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_by_name = models.CharField(max_length=150, blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -135,3 +157,28 @@ class Step(models.Model):
         if self.started and self.finished:
             return int((self.finished - self.started).total_seconds() * 1000)
         return None
+
+
+class Drill(models.Model):
+    """One failover rehearsal: what a client saw, against CARP's bound."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="drills")
+    run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="drills")
+    started = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=10, default="running")  # running, ok, failed
+    master_before = models.CharField(max_length=63, blank=True)
+    master_during = models.CharField(max_length=63, blank=True)
+    probe = models.CharField(max_length=63, blank=True)
+    takeover_s = models.FloatField(null=True, blank=True)
+    outage_s = models.FloatField(null=True, blank=True)
+    bound_s = models.FloatField(null=True, blank=True)
+    failback_ok = models.BooleanField(null=True, blank=True)
+    demoted = models.ForeignKey(Server, null=True, on_delete=models.SET_NULL, related_name="+")
+    demotion_pending = models.BooleanField(default=False, help_text="demoted and not yet restored")
+    message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started"]
+
+    def __str__(self) -> str:
+        return f"drill {self.pk} on {self.cluster}: {self.status}"

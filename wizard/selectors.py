@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.db.models import QuerySet
 
-from .carp import steps as carp_steps
 from .models import Cluster, Run, Step
 
 
@@ -20,7 +21,8 @@ def run_rows_by_server(run: Run) -> list[tuple[str, list[Step]]]:
     grouped: dict[str, list[Step]] = {}
     for step in run.steps.order_by("server_name", "position"):
         grouped.setdefault(step.server_name, []).append(step)
-    return list(grouped.items())
+    # Nodes first, then the cluster-wide rows (check, drill) that come after them.
+    return sorted(grouped.items(), key=lambda item: item[0] == "cluster")
 
 
 def run_progress(run: Run) -> tuple[int, int]:
@@ -30,23 +32,27 @@ def run_progress(run: Run) -> tuple[int, int]:
 
 
 def command_plan(cluster: Cluster) -> list[tuple[str, list[dict[str, object]]]]:
-    """Per server, each step's commands (reads, and the change when one is needed), with what the last run saw."""
-    last = {(s.server_name, s.name): s.status
-            for s in Step.objects.filter(run=cluster.runs.filter(status__in=["ok", "failed"]).first())} \
-        if cluster.runs.exists() else {}
+    """Per node, each step of the wizard's run: its read commands, and the change when one is needed, with what
+    the last run saw. The password shows as "$CARP_PASS": it travels on stdin, never in a command."""
+    from .runner import node_steps, targets_for
+
+    last_run = cluster.runs.filter(status__in=["ok", "failed"]).first()
+    last = {(s.server_name, s.name): s.status for s in Step.objects.filter(run=last_run)} if last_run else {}
+    steps = node_steps(Run(cluster=cluster, kind="setup"))
+    targets = targets_for(cluster, "<timestamp>")
     plan = []
-    for server in cluster.servers.all():
-        target = carp_steps.Target(server.name, server.address, cluster.subnet, cluster.gateway, cluster.vip,
-                                   cluster.vhid, cluster.interface or "<interface>", "<timestamp>")
+    for name, target in targets.items():
+        if not cluster.interface:
+            target = replace(target, interface="<interface>")
         rows = []
-        for step in carp_steps.steps_for("setup"):
-            seen = last.get((server.name, step.name))
-            if step.phase == "prepare":
+        for step in steps:
+            seen = last.get((name, step.name))
+            if step.phase in ("prepare", "configure"):
                 state = {"ok": "already done", "changed": "already done", "failed": "will change"}.get(
                     seen or "", "will change if needed")
             else:
                 state = {"ok": "passed last time", "failed": "failed last time"}.get(seen or "", "not checked yet")
-            rows.append({"step": step, "reads": step.reads(target), "changes": step.changes(target),
-                         "state": state})
-        plan.append((server.name, rows))
+            changes = step.changes(target)
+            rows.append({"step": step, "reads": step.reads(target), "changes": changes, "state": state})
+        plan.append((name, rows))
     return plan

@@ -33,7 +33,8 @@ def carp_password_generate() -> str:
 def cluster_save(*, cluster: Cluster | None, data: dict[str, Any], carp_password: str = "") -> Cluster:
     """Create or update a cluster's settings (already validated by ClusterForm)."""
     cluster = cluster or Cluster()
-    for key in ("name", "subnet", "gateway", "vip", "vip_prefix", "vhid", "advbase"):
+    for key in ("name", "subnet", "gateway", "vip", "vip_prefix", "vhid", "advbase", "master_advskew",
+                "configure_service_ip"):
         if key in data:
             setattr(cluster, key, data[key])
     if "interface" in data and data["interface"]:
@@ -60,6 +61,7 @@ def servers_save(*, cluster: Cluster, rows: list[dict[str, Any]]) -> list[Server
             for key in ("name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
                         "preferred_master"):
                 setattr(server, key, row[key])
+            server.role = row.get("role") or Server.Role.NODE
             server.position = position
             if row.get("secret"):
                 server.secret_enc = crypto.encrypt(row["secret"])
@@ -155,10 +157,19 @@ def interfaces_discover(*, cluster: Cluster) -> list[DiscoveredServer]:
     return _parallel(one, list(cluster.servers.all()))
 
 
-def run_start(*, cluster: Cluster, kind: str, user: Any = None) -> Run:
+def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = "", confirm: bool = False) -> Run:
     """Start a run after the transaction commits; refused while another run of the cluster is in progress."""
     if kind not in Run.Kind.values:
         raise ServiceError(f"unknown run kind {kind!r}")
+    node = None
+    if kind in ("maintenance-on", "maintenance-off"):
+        node = cluster.servers.filter(name=target, role=Server.Role.NODE).first()
+        if node is None:
+            raise ServiceError(f"Name the CARP node to put in or out of maintenance (got {target!r}).")
+        others = cluster.servers.filter(role=Server.Role.NODE).exclude(pk=node.pk)
+        if kind == "maintenance-on" and not others.filter(maintenance=False).exists() and not confirm:
+            raise ServiceError("Every other node is already in maintenance: the VIP would have no preferred "
+                               "home. Confirm explicitly to do it anyway.")
     problems = cluster_readiness(cluster=cluster)
     if problems:
         raise ServiceError("Not ready to run: " + " ".join(problems))
@@ -169,7 +180,7 @@ def run_start(*, cluster: Cluster, kind: str, user: Any = None) -> Run:
         if busy:
             raise ServiceError(f"{busy} is still in progress on {cluster.name}; wait for it to finish.")
         is_user = user is not None and user.is_authenticated
-        run = Run.objects.create(cluster=cluster, kind=kind, created_by=user if is_user else None,
+        run = Run.objects.create(cluster=cluster, kind=kind, target=node, created_by=user if is_user else None,
                                  created_by_name=user.get_username() if is_user else "cli")
         tasks.run_execute.delay_on_commit(run.pk)  # type: ignore[attr-defined]  # celery-types lags 5.4
     return run
@@ -179,7 +190,7 @@ def cluster_readiness(*, cluster: Cluster) -> list[str]:
     """What still blocks a run, as sentences."""
     problems = []
     servers = list(cluster.servers.all())
-    if len(servers) < 2:
+    if len([s for s in servers if s.role == Server.Role.NODE]) < 2:
         problems.append("A cluster needs at least 2 servers.")
     if not cluster.interface:
         problems.append("Choose the interface (step 3).")

@@ -30,7 +30,8 @@ def cluster_list(request: HttpRequest) -> HttpResponse:
 def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     return render(request, "wizard/cluster_detail.html", {
-        "cluster": cluster, "runs": cluster.runs.all()[:20], "problems": services.cluster_readiness(cluster=cluster)})
+        "cluster": cluster, "runs": cluster.runs.all()[:20], "problems": services.cluster_readiness(cluster=cluster),
+        "drills": cluster.drills.all()[:20], "diagnosis": [d for d in cluster.diagnosis.splitlines() if d]})
 
 
 def wizard_cluster(request: HttpRequest, pk: int | None = None) -> HttpResponse:
@@ -44,7 +45,8 @@ def wizard_cluster(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 
 
 def _server_initial(cluster: Cluster) -> list[dict[str, Any]]:
-    fields = ("name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege", "preferred_master")
+    fields = ("name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege", "preferred_master",
+              "role")
     rows: list[dict[str, Any]] = [{"id": s.pk, **{f: getattr(s, f) for f in fields}} for s in cluster.servers.all()]
     return rows or [{"name": "server-1", "preferred_master": True}, {"name": "server-2"}]
 
@@ -55,7 +57,7 @@ def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
         # Another row: keep every typed value (secrets excepted: they are never sent back to the browser).
         total = int(request.POST.get("servers-TOTAL_FORMS", "2") or 2)
         fields = ("id", "name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
-                  "preferred_master")
+                  "preferred_master", "role")
         initial = [{f: request.POST.get(f"servers-{i}-{f}") for f in fields} for i in range(min(total, 199))]
         formset = ServerFormSet(initial=[*initial, {"name": f"server-{total + 1}", "ssh_user": "root"}],
                                 cluster=cluster, prefix="servers")
@@ -129,7 +131,8 @@ def run_create(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Unknown kind of run.")
         return redirect("cluster-detail", pk=pk)
     try:
-        run = services.run_start(cluster=cluster, kind=form.cleaned_data["kind"], user=request.user)
+        run = services.run_start(cluster=cluster, kind=form.cleaned_data["kind"], user=request.user,
+                                 target=form.cleaned_data["target"], confirm=form.cleaned_data["confirm"])
     except services.ServiceError as e:
         messages.error(request, str(e))
         return redirect(request.POST.get("back") == "review" and "wizard-review" or "cluster-detail", pk=pk)

@@ -92,7 +92,9 @@ def start(host: Host, state: dict[str, Any], vhid: str) -> None:
     passfile = os.path.join(run, "vhid%s.pass" % vhid)
     fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(entry.get("pass") or "")
+        # ucarp keeps a NUL inside its 20-byte key, so it takes at most 19 bytes where FreeBSD takes 20;
+        # every lab node cuts the same way, so elections still agree.
+        f.write((entry.get("pass") or "").encode()[:19].decode("utf-8", "ignore"))
     _write_state(host, vhid, "BACKUP")
     argv = [
         "ucarp", "--interface=" + host.cfg["iface"], "--srcip=" + host.cfg["address"],

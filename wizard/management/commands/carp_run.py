@@ -17,15 +17,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("cluster")
         parser.add_argument("kind", choices=[k for k, _ in Run.Kind.choices])
+        parser.add_argument("node", nargs="?", default="", help="the node, for maintenance-on/off")
+        parser.add_argument("--confirm", action="store_true", help="allow every node into maintenance")
         parser.add_argument("--wait", action="store_true", help="print each step as it ends; wait for the result")
         parser.add_argument("--timeout", type=float, default=900)
 
-    def handle(self, *args, cluster: str, kind: str, wait: bool, timeout: float, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args, cluster: str, kind: str, node: str, confirm: bool, wait: bool, timeout: float,  # type: ignore[no-untyped-def]
+               **options):
         c = Cluster.objects.filter(name=cluster).first()
         if c is None:
             raise CommandError(f"no cluster named {cluster!r}")
         try:
-            run = services.run_start(cluster=c, kind=kind)
+            run = services.run_start(cluster=c, kind=kind, target=node, confirm=confirm)
         except services.ServiceError as e:
             raise CommandError(str(e)) from None
         self.stdout.write(f"run {run.pk} ({kind}) started on {c.name}")
@@ -42,6 +45,13 @@ class Command(BaseCommand):
                 self.stdout.write(f"{step.server_name:12} {step.phase:9} {step.name:16} {label:12} {step.message}")
             if run.done:
                 self.stdout.write(f"run {run.pk}: {run.status} ({run.summary})")
+                drill = run.drills.first()
+                if drill is not None:
+                    outage = "not measured" if drill.outage_s is None else f"{drill.outage_s:.2f} s"
+                    self.stdout.write(f"drill: outage {outage}, bound {drill.bound_s:.2f} s "
+                                      f"(3 x advbase + advskew/256), takeover "
+                                      f"{drill.takeover_s if drill.takeover_s is None else round(drill.takeover_s, 2)}"
+                                      f" s, failback {'ok' if drill.failback_ok else 'FAILED'}")
                 if run.status != Run.Status.OK:
                     raise CommandError(f"run {run.pk} {run.status}")
                 return

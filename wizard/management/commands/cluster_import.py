@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from wizard import services
@@ -34,9 +35,12 @@ class Command(BaseCommand):
                             "vip_prefix_choice": "32" if prefix in ("", "32") else "subnet"}, instance=cluster)
         if not form.is_valid():
             raise CommandError("cluster: " + "; ".join(_errors(form)))
-        cluster = services.cluster_save(cluster=cluster, data={**form.cleaned_data,
-                                                               "interface": data.get("interface", "")},
-                                        carp_password=form.cleaned_data["carp_password"])
+        try:
+            cluster = services.cluster_save(cluster=cluster, data={**form.cleaned_data,
+                                                                   "interface": data.get("interface", "")},
+                                            carp_password=form.cleaned_data["carp_password"])
+        except ValidationError as e:
+            raise CommandError(f"cluster: {'; '.join(e.messages)}") from None
         servers = data.get("servers", [])
         existing = {s.name: s.pk for s in cluster.servers.all()}
         post: dict[str, Any] = {"servers-TOTAL_FORMS": str(len(servers)), "servers-INITIAL_FORMS": "0"}

@@ -1,0 +1,157 @@
+"""The service IP on the lab's real CARP: configure, re-run, reboot, drill, split brain, maintenance, remove."""
+
+import threading
+import time
+
+import pytest
+
+from tests.helpers import lab_cluster, statuses, wait_run
+from wizard import crypto, services
+from wizard.models import Drill, Run, Server, Step
+
+pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+VIP = "192.0.2.100"
+
+
+@pytest.fixture
+def world(fresh_lab, celery_worker_process):
+    return fresh_lab
+
+
+def _run(cluster, kind, limit=90, **kw):
+    return wait_run(services.run_start(cluster=cluster, kind=kind, **kw), limit=limit)
+
+
+def _states(cluster):
+    return {s.name: s.carp_state for s in cluster.servers.filter(role="node")}
+
+
+def _configured(world, **kw):
+    cluster = lab_cluster(world, probe=True, **kw)
+    run = _run(cluster, "configure")
+    assert run.status == Run.Status.OK, [(s.server_name, s.name, s.message) for s in run.steps.filter(status="failed")]
+    return cluster
+
+
+def test_configure_then_client_sees_vip_and_rerun_changes_nothing(world):
+    cluster = _configured(world)
+    assert _states(cluster) == {"server-1": "MASTER", "server-2": "BACKUP"}
+    assert world.exec("client", ["ping", "-c", "1", "-t", "2", VIP]).returncode == 0
+    rc = world.exec("server-2", ["sysrc", "-n", "ifconfig_em0_alias0"]).stdout
+    assert rc.startswith("inet vhid 1 advskew 100 pass ") and rc.rstrip().endswith(f"alias {VIP}/32")
+    assert world.exec("server-1", ["sysctl", "-n", "net.inet.carp.preempt"]).stdout == "1\n"
+    again = _run(cluster, "configure")
+    assert again.status == Run.Status.OK
+    assert again.steps.filter(status="changed").count() == 0
+
+
+def test_password_is_in_no_transcript_and_no_command(world):
+    cluster = _configured(world)
+    password = crypto.decrypt(cluster.carp_password_enc)
+    for step in Step.objects.filter(run__cluster=cluster):
+        for text in (step.command, step.message, step.stdout_tail, step.stderr_tail):
+            assert password not in text
+    for host in ("server-1", "server-2"):
+        assert not [line for line in world.log(host) if password in line]  # not even in the SSH exec request
+
+
+def test_reboot_of_both_nodes_brings_the_same_state_back(world):
+    cluster = _configured(world)
+    world.reboot("server-1")
+    world.reboot("server-2")
+    check = _run(cluster, "check")
+    assert check.status == Run.Status.OK, check.steps.get(name="check").message
+    assert _states(cluster) == {"server-1": "MASTER", "server-2": "BACKUP"}
+
+
+def test_drill_outage_within_bound_and_failback(world):
+    cluster = _configured(world)
+    run = _run(cluster, "drill")
+    drill = Drill.objects.get(run=run)
+    assert run.status == Run.Status.OK, drill.message
+    assert drill.probe == "client"
+    assert drill.master_before == "server-1" and drill.master_during == "server-2"
+    assert drill.outage_s is not None and drill.bound_s is not None
+    assert drill.outage_s <= drill.bound_s + 1, (drill.outage_s, drill.bound_s)
+    assert drill.failback_ok and not drill.demotion_pending
+    assert world.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "0\n"
+
+
+def test_demotion_restored_after_a_fault_mid_drill(world):
+    cluster = _configured(world)
+    run = services.run_start(cluster=cluster, kind="drill")
+
+    def cut_when_demoted():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if Step.objects.filter(run=run, name="drill-demote", status="changed").exists():
+                world.fault("server-1", "sshd-stop")
+                return
+            time.sleep(0.05)
+
+    cutter = threading.Thread(target=cut_when_demoted)
+    cutter.start()
+    wait_run(run, limit=90)
+    cutter.join()
+    assert run.status == Run.Status.FAILED
+    assert Drill.objects.get(run=run).demotion_pending
+    assert world.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "240\n"
+    world.fault("server-1", "clear")
+    check = _run(cluster, "check")
+    assert check.status == Run.Status.OK
+    assert "Repaired server-1: demotion 240 -> 0" in check.steps.get(name="check").message
+    assert world.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "0\n"
+    assert not Drill.objects.filter(cluster=cluster, demotion_pending=True).exists()
+    assert _states(cluster)["server-1"] == "MASTER"
+
+
+def test_split_brain_from_a_wrong_password_is_explained(world):
+    cluster = _configured(world)
+    world.exec("server-2", ["ifconfig", "em0", "vhid", "1", "pass", "not-the-same"], check=True)
+    time.sleep(5)  # server-2 stops accepting server-1's adverts; it takes a master-down interval to split
+    run = _run(cluster, "check")
+    assert run.status == Run.Status.FAILED
+    message = run.steps.get(name="check").message
+    assert "Split brain" in message and "password" in message
+    cluster.refresh_from_db()
+    assert cluster.healthy is False and "Split brain" in cluster.diagnosis
+    assert _run(cluster, "configure").status == Run.Status.OK  # re-applies one password everywhere
+
+
+def test_rogue_speaker_on_the_vhid_is_explained(world):
+    cluster = _configured(world, password="lab-rogue-test", master_advskew=10)
+    world.fault("client", "rogue-carp", "1", "lab-rogue-test", VIP, "0")
+    deadline = time.monotonic() + 15  # let the rogue win the election before looking
+    while time.monotonic() < deadline and "BACKUP" not in world.exec("server-1", ["ifconfig", "em0"]).stdout:
+        time.sleep(0.2)
+    try:
+        run = _run(cluster, "check")
+        message = run.steps.get(name="check").message
+        assert run.status == Run.Status.FAILED
+        assert "another device on the segment holds vhid 1" in message
+    finally:
+        world.fault("client", "clear")
+
+
+def test_maintenance_moves_the_vip_and_undemote_brings_it_back(world):
+    cluster = _configured(world)
+    on = _run(cluster, "maintenance-on", target="server-1")
+    assert on.status == Run.Status.OK, [s.message for s in on.steps.all()]
+    assert _states(cluster) == {"server-1": "BACKUP", "server-2": "MASTER"}
+    assert Server.objects.get(cluster=cluster, name="server-1").maintenance
+    with pytest.raises(services.ServiceError, match="Every other node is already in maintenance"):
+        services.run_start(cluster=cluster, kind="maintenance-on", target="server-2")
+    off = _run(cluster, "maintenance-off", target="server-1")
+    assert off.status == Run.Status.OK
+    assert _states(cluster) == {"server-1": "MASTER", "server-2": "BACKUP"}
+
+
+def test_remove_leaves_no_alias_and_no_rc_line(world):
+    cluster = _configured(world)
+    run = _run(cluster, "remove")
+    assert run.status == Run.Status.OK
+    for host in ("server-1", "server-2"):
+        assert "vhid" not in world.exec(host, ["ifconfig", "em0"]).stdout
+        assert "ifconfig_em0_alias" not in world.exec(host, ["cat", "/etc/rc.conf"]).stdout
+        assert world.exec(host, ["sysrc", "-f", "/boot/loader.conf", "-n", "carp_load"]).stdout == "YES\n"
+    assert set(statuses(run, "server-1").values()) <= {"ok", "changed"}
