@@ -32,7 +32,9 @@ class Command(BaseCommand):
         form = ClusterForm({"name": data.get("name", ""), "subnet": data.get("subnet", ""),
                             "gateway": data.get("gateway", ""), "vip": vip, "vhid": data.get("vhid", 1),
                             "advbase": data.get("advbase", 1), "carp_password": data.get("password", ""),
-                            "vip_prefix_choice": "32" if prefix in ("", "32") else "subnet"}, instance=cluster)
+                            "vip_prefix_choice": "32" if prefix in ("", "32") else "subnet",
+                            "master_advskew": data.get("master_advskew", 0),
+                            "configure_service_ip": data.get("configure_service_ip", True)}, instance=cluster)
         if not form.is_valid():
             raise CommandError("cluster: " + "; ".join(_errors(form)))
         try:
@@ -55,7 +57,8 @@ class Command(BaseCommand):
                    "ssh_host": s.get("ssh_host", ""), "ssh_port": s.get("ssh_port", 22),
                    "ssh_user": s.get("ssh_user", "root"), "auth": "password" if s.get("ssh_password") else "key",
                    "private_key": key, "password": s.get("ssh_password", ""),
-                   "privilege": s.get("privilege", "root"), "preferred_master": s.get("preferred_master") or ""}
+                   "privilege": s.get("privilege", "root"), "preferred_master": s.get("preferred_master") or "",
+                   "role": s.get("role", "node")}
             post.update({f"servers-{i}-{k}": v for k, v in row.items()})
         formset = ServerFormSet(post, cluster=cluster, prefix="servers")
         if not formset.is_valid():
