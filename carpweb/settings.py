@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "axes",
+    "django_celery_beat",
     "wizard",
 ]
 
@@ -62,7 +64,16 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "wizard.middleware.AuditContextMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Login attempts: 5 failures per user name and address lock it for 15 minutes (django-axes).
+AXES_FAILURE_LIMIT = int(os.environ.get("CARPWEB_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = 0.25  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "carpweb.urls"
 TEMPLATES = [
@@ -75,6 +86,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "wizard.context.role",
             ],
         },
     },
@@ -135,6 +147,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Drift checks: scripts/start runs celery beat only with CARPWEB_DRIFT_CHECK=1 (off in embedded mode).
+CARPWEB_DRIFT_CHECK = os.environ.get("CARPWEB_DRIFT_CHECK", "0") == "1"
 
 # SSH: every operation has a bound (seconds).
 CARPWEB_SSH_CONNECT_TIMEOUT = float(os.environ.get("CARPWEB_SSH_CONNECT_TIMEOUT", "10"))

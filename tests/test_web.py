@@ -15,8 +15,7 @@ CLUSTER = {"name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "vip
 
 @pytest.fixture
 def admin_client(client):
-    User.objects.create_superuser("admin", password="pw-for-tests")
-    client.login(username="admin", password="pw-for-tests")
+    client.force_login(User.objects.create_superuser("admin", password="pw-for-tests"))
     return client
 
 

@@ -19,6 +19,7 @@ class ClusterForm(forms.ModelForm):
         required=False, label="CARP password", strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Up to 20 bytes. Left empty, carpweb generates one. Never shown again.")
+    version = forms.IntegerField(required=False, widget=forms.HiddenInput)
     vip_prefix_choice = forms.ChoiceField(
         label="VIP prefix", choices=[("32", "/32 (FreeBSD Handbook)"), ("subnet", "the subnet's prefix (pfSense)")],
         initial="32")
@@ -40,6 +41,7 @@ class ClusterForm(forms.ModelForm):
         self.fields["subnet"].widget.attrs["placeholder"] = "192.0.2.0/24"
         self.fields["master_advskew"].required = False
         if self.instance.pk:
+            self.initial["version"] = self.instance.version
             self.fields["carp_password"].help_text = "Up to 20 bytes; " + SECRET_KEPT + "."
             if self.instance.vip_prefix != 32:
                 self.initial["vip_prefix_choice"] = "subnet"
@@ -255,3 +257,26 @@ class RunForm(forms.Form):
     kind = forms.ChoiceField(choices=Run.Kind.choices)
     target = forms.CharField(required=False)
     confirm = forms.BooleanField(required=False)
+
+
+class AuditFilterForm(forms.Form):
+    user = forms.CharField(required=False, max_length=150)
+    cluster = forms.CharField(required=False, max_length=63)
+    action = forms.CharField(required=False, max_length=40)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+                               min_length=10, help_text="At least 10 characters.")
+    role = forms.ChoiceField(choices=[("viewer", "viewer"), ("operator", "operator"), ("admin", "admin")])
+
+    def clean_username(self) -> str:
+        from django.contrib.auth import get_user_model
+
+        name = self.cleaned_data["username"].strip()
+        if get_user_model().objects.filter(username=name).exists():
+            raise ValidationError("That user exists already.")
+        return name

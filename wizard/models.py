@@ -21,6 +21,7 @@ class Cluster(models.Model):
     diagnosis = models.TextField(blank=True, help_text="the last check's findings, one per line")
     checked_at = models.DateTimeField(null=True, blank=True)
     healthy = models.BooleanField(null=True, blank=True)
+    service_ip_configured = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
@@ -182,3 +183,52 @@ class Drill(models.Model):
 
     def __str__(self) -> str:
         return f"drill {self.pk} on {self.cluster}: {self.status}"
+
+
+class AuditQuerySet(models.QuerySet["AuditEntry"]):
+    def update(self, **kwargs: object) -> int:
+        raise PermissionError("the audit log is append-only")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("the audit log is append-only")
+
+
+class AuditEntry(models.Model):
+    """One change or event. Append-only; each entry's hash covers its content and the previous entry's hash."""
+
+    ts = models.DateTimeField(db_index=True)
+    # No database constraint: deleting a user must not touch the log; actor_name keeps who it was.
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.DO_NOTHING,
+                              db_constraint=False, related_name="+")
+    actor_name = models.CharField(max_length=150, db_index=True)
+    request_id = models.CharField(max_length=32, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=40, db_index=True)
+    object_type = models.CharField(max_length=40, blank=True)
+    object_id = models.CharField(max_length=40, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    cluster_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    cluster_name = models.CharField(max_length=63, blank=True, db_index=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    link = models.CharField(max_length=200, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["action", "ts"]), models.Index(fields=["cluster_name", "ts"])]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.ts:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_repr}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise PermissionError("the audit log is append-only")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise PermissionError("the audit log is append-only")

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from . import cluster_ops, crypto
+from . import audit, cluster_ops, crypto, drift
 from .carp import service_ip
 from .carp import steps as carp_steps
 from .models import Cluster, Run, Server, Step
@@ -211,6 +211,7 @@ def run_execute(run_id: int) -> Run:
     now = timezone.now()
     Run.objects.filter(pk=run_id).update(status=Run.Status.RUNNING, started=now, heartbeat=now)
     cluster = run.cluster
+    states_before = drift.states(cluster)
     carp_pass = crypto.decrypt(cluster.carp_password_enc)
     servers = list(cluster.servers.all())
     ctx = RunContext(run, cluster, targets_for(cluster, now.strftime("%Y%m%dT%H%M%S")),
@@ -237,5 +238,15 @@ def run_execute(run_id: int) -> Run:
                    if failed.exists() else (f"{changed} change(s) made" if changed else "nothing to change"))
     run.finished = timezone.now()
     run.save(update_fields=["status", "summary", "finished"])
+    configured = run.kind == "configure" or (run.kind == "setup" and cluster.configure_service_ip)
+    if run.status == Run.Status.OK and configured:
+        Cluster.objects.filter(pk=cluster.pk).update(service_ip_configured=True)
+    elif run.status == Run.Status.OK and run.kind == "remove":
+        Cluster.objects.filter(pk=cluster.pk).update(service_ip_configured=False, healthy=None, diagnosis="")
+    audit.record("run.finish", obj=run, cluster=cluster, after={"kind": run.kind, "status": run.status,
+                                                                "summary": run.summary},
+                 link=f"/runs/{run.pk}/", actor=run.created_by, actor_name=run.created_by_name)
+    if run.created_by_name == drift.SCHEDULER:
+        drift.record(run, states_before)
     log.info("run %s %s on cluster %s: %s", run.pk, run.kind, cluster.name, run.status)
     return run

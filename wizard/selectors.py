@@ -3,14 +3,51 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
-from .models import Cluster, Run, Step
+from .models import AuditEntry, Cluster, Run, Server, Step
+
+INVENTORY_STATES = [("", "any state"), ("healthy", "healthy"), ("degraded", "degraded"),
+                    ("never", "never verified")]
 
 
 def cluster_list() -> QuerySet[Cluster]:
     return Cluster.objects.prefetch_related("servers").order_by("name")
+
+
+def cluster_inventory(*, q: str = "", state: str = "") -> QuerySet[Cluster]:
+    """The inventory page: search, state filter, and the last run without one query per row."""
+    last = Run.objects.filter(cluster=OuterRef("pk")).order_by("-created")
+    qs = Cluster.objects.annotate(last_run_id=Subquery(last.values("pk")[:1]),
+                                  last_run_status=Subquery(last.values("status")[:1]),
+                                  last_run_kind=Subquery(last.values("kind")[:1]),
+                                  last_run_at=Subquery(last.values("created")[:1]))
+    if q:
+        qs = qs.filter(Q(name__icontains=q) | Q(vip__startswith=q) | Q(servers__name__icontains=q)).distinct()
+    if state == "healthy":
+        qs = qs.filter(healthy=True)
+    elif state == "degraded":
+        qs = qs.filter(healthy=False)
+    elif state == "never":
+        qs = qs.filter(healthy__isnull=True)
+    return qs.prefetch_related(Prefetch("servers", queryset=Server.objects.order_by("position"))).order_by("name")
+
+
+def audit_entries(filters: dict[str, Any]) -> QuerySet[AuditEntry]:
+    qs = AuditEntry.objects.all()
+    if filters.get("user"):
+        qs = qs.filter(actor_name=filters["user"])
+    if filters.get("cluster"):
+        qs = qs.filter(cluster_name=filters["cluster"])
+    if filters.get("action"):
+        qs = qs.filter(action__startswith=filters["action"])
+    if filters.get("since"):
+        qs = qs.filter(ts__date__gte=filters["since"])
+    if filters.get("until"):
+        qs = qs.filter(ts__date__lte=filters["until"])
+    return qs.order_by("-id")
 
 
 def run_last(cluster: Cluster) -> Run | None:

@@ -11,9 +11,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from . import crypto, tasks
+from . import audit, crypto, tasks
 from .carp import facts
 from .models import Cluster, Run, Server
 from .runner import endpoint_for
@@ -30,9 +31,33 @@ def carp_password_generate() -> str:
     return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(20))
 
 
-def cluster_save(*, cluster: Cluster | None, data: dict[str, Any], carp_password: str = "") -> Cluster:
+APPLIED_FIELDS = ("vip", "vip_prefix", "vhid", "advbase", "carp_password")
+
+
+def _claim_version(cluster: Cluster, expected_version: int | None) -> None:
+    """Optimistic lock: the save goes through only if nobody saved the cluster since the form was opened."""
+    if expected_version is None or not cluster.pk:
+        return
+    if not Cluster.objects.filter(pk=cluster.pk, version=expected_version).update(version=F("version") + 1):
+        current = Cluster.objects.filter(pk=cluster.pk).values_list("updated", flat=True).first()
+        when = f" at {current:%H:%M:%S} UTC" if current else ""
+        raise ConcurrentEdit(f"Someone else saved {cluster.name}{when} since you opened this page. Nothing of "
+                             "yours was saved: reload the page to see their changes, then make yours again.")
+    cluster.version = expected_version + 1
+
+
+class ConcurrentEdit(ServiceError):
+    """Two people edited the same object; the second save is refused."""
+
+
+def cluster_save(*, cluster: Cluster | None, data: dict[str, Any], carp_password: str = "",
+                 expected_version: int | None = None) -> Cluster:
     """Create or update a cluster's settings (already validated by ClusterForm)."""
+    # From the database: a ModelForm has already copied the new values onto the instance.
+    stored = Cluster.objects.filter(pk=cluster.pk).first() if cluster and cluster.pk else None
+    before = audit.cluster_snapshot(stored) if stored else None
     cluster = cluster or Cluster()
+    _claim_version(cluster, expected_version)
     for key in ("name", "subnet", "gateway", "vip", "vip_prefix", "vhid", "advbase", "master_advskew",
                 "configure_service_ip"):
         if key in data:
@@ -43,20 +68,44 @@ def cluster_save(*, cluster: Cluster | None, data: dict[str, Any], carp_password
         cluster.carp_password_enc = crypto.encrypt(carp_password)
     elif not cluster.carp_password_enc:
         cluster.carp_password_enc = crypto.encrypt(carp_password_generate())
-    if cluster.pk:
+    if cluster.pk and expected_version is None:
         cluster.version += 1
     cluster.full_clean()
     cluster.save()
+    b, a = audit.diff(before, audit.cluster_snapshot(cluster))
+    if before is None:
+        audit.record("cluster.create", obj=cluster, after=a)
+    elif a:
+        audit.record("cluster.update", obj=cluster, before=b, after=a)
+        if "carp_password" in a and "credential" not in a:
+            audit.record("credential.replace", obj=cluster, after={"carp_password": audit.MASKED + " replaced"})
     return cluster
 
 
-def servers_save(*, cluster: Cluster, rows: list[dict[str, Any]]) -> list[Server]:
+def applied_settings_changed(before: dict[str, Any] | None, cluster: Cluster) -> list[str]:
+    """Which settings that Configure already applied on the servers this save changed."""
+    if before is None or not cluster.service_ip_configured:
+        return []
+    b, a = audit.diff(before, audit.cluster_snapshot(cluster))
+    return [k for k in APPLIED_FIELDS if k in a]
+
+
+def cluster_delete(*, cluster: Cluster) -> None:
+    snapshot = audit.diff(None, audit.cluster_snapshot(cluster))[1]
+    snapshot["servers"] = [s.name for s in cluster.servers.all()]
+    audit.record("cluster.delete", obj=cluster, before=snapshot)
+    cluster.delete()
+
+
+def servers_save(*, cluster: Cluster, rows: list[dict[str, Any]], expected_version: int | None = None) -> list[Server]:
     """Replace the cluster's server list with the validated rows; unchanged secrets are kept."""
     with transaction.atomic():
+        _claim_version(cluster, expected_version)
         existing = {s.pk: s for s in cluster.servers.all()}
         keep = []
         for position, row in enumerate(rows):
             server = existing.get(row.get("id") or 0) or Server(cluster=cluster)
+            before = audit.server_snapshot(server) if server.pk else None
             addr_changed = server.pk and (server.ssh_host != row["ssh_host"] or server.ssh_port != row["ssh_port"])
             for key in ("name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
                         "preferred_master"):
@@ -72,7 +121,16 @@ def servers_save(*, cluster: Cluster, rows: list[dict[str, Any]]) -> list[Server
             server.full_clean(exclude=["cluster"])
             server.save()
             keep.append(server.pk)
-        cluster.servers.exclude(pk__in=keep).delete()
+            b, a = audit.diff(before, audit.server_snapshot(server))
+            if before is None:
+                audit.record("server.create", obj=server, after=a)
+            elif a:
+                audit.record("server.update", obj=server, before=b, after=a)
+                if "credential" in a:
+                    audit.record("credential.replace", obj=server, after={"credential": audit.MASKED + " replaced"})
+        for gone in cluster.servers.exclude(pk__in=keep):
+            audit.record("server.delete", obj=gone, before=audit.diff(None, audit.server_snapshot(gone))[1])
+            gone.delete()
     return list(cluster.servers.all())
 
 
@@ -124,6 +182,11 @@ def host_keys_pin(*, cluster: Cluster, confirmed: dict[int, str], user: Any = No
         server = offer.server
         if server.host_key and not offer.matches_pin and not repin:
             raise ServiceError(f"{server.name}: a different key is pinned already; only an admin can re-pin it.")
+        if server.host_key and offer.matches_pin:
+            continue
+        audit.record("hostkey.repin" if server.host_key else "hostkey.pin", obj=server,
+                     before={"fingerprint": server.host_key_fingerprint} if server.host_key else None,
+                     after={"fingerprint": offer.fingerprint}, actor=user)
         server.host_key = f"{offer.key_type} {offer.key_b64}"
         server.host_key_fingerprint = offer.fingerprint
         server.host_key_pinned_at = timezone.now()
@@ -157,7 +220,8 @@ def interfaces_discover(*, cluster: Cluster) -> list[DiscoveredServer]:
     return _parallel(one, list(cluster.servers.all()))
 
 
-def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = "", confirm: bool = False) -> Run:
+def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = "", confirm: bool = False,
+              actor_name: str = "") -> Run:
     """Start a run after the transaction commits; refused while another run of the cluster is in progress."""
     if kind not in Run.Kind.values:
         raise ServiceError(f"unknown run kind {kind!r}")
@@ -181,8 +245,10 @@ def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = ""
             raise ServiceError(f"{busy} is still in progress on {cluster.name}; wait for it to finish.")
         is_user = user is not None and user.is_authenticated
         run = Run.objects.create(cluster=cluster, kind=kind, target=node, created_by=user if is_user else None,
-                                 created_by_name=user.get_username() if is_user else "cli")
+                                 created_by_name=user.get_username() if is_user else (actor_name or "cli"))
         tasks.run_execute.delay_on_commit(run.pk)  # type: ignore[attr-defined]  # celery-types lags 5.4
+        audit.record("run.start", obj=run, cluster=cluster, after={"kind": kind, "target": target or None},
+                     link=f"/runs/{run.pk}/", actor=user, actor_name="" if is_user else run.created_by_name)
     return run
 
 

@@ -2,12 +2,16 @@
 
 from django.urls import path
 
-from . import views
+from . import views, views_admin
 
 urlpatterns = [
     path("", views.cluster_list, name="cluster-list"),
     path("clusters/new/", views.wizard_cluster, name="wizard-new"),
     path("clusters/<int:pk>/", views.cluster_detail, name="cluster-detail"),
+    path("clusters/<int:pk>/delete/", views.cluster_delete, name="cluster-delete"),
+    path("audit/", views_admin.audit_list, name="audit-list"),
+    path("audit/verify/", views_admin.audit_verify, name="audit-verify"),
+    path("users/", views_admin.user_list, name="user-list"),
     path("clusters/<int:pk>/wizard/cluster/", views.wizard_cluster, name="wizard-cluster"),
     path("clusters/<int:pk>/wizard/servers/", views.wizard_servers, name="wizard-servers"),
     path("clusters/<int:pk>/wizard/interface/", views.wizard_interface, name="wizard-interface"),

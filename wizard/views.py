@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
-from . import crypto, selectors, services
+from . import audit, crypto, roles, selectors, services
 from .forms import ClusterForm, InterfaceForm, RunForm, ServerFormSet
 from .models import Cluster, Run
+from .roles import require_role
 
 WIZARD_STEPS = [("wizard-cluster", "Cluster"), ("wizard-servers", "Servers"), ("wizard-interface", "Interface"),
                 ("wizard-review", "Review"), ("run", "Run")]
@@ -22,11 +25,15 @@ def _wizard(request: HttpRequest, template: str, cluster: Cluster | None, curren
     return render(request, template, {"cluster": cluster, "steps": WIZARD_STEPS, "current": current, **ctx})
 
 
+@require_role("viewer")
 def cluster_list(request: HttpRequest) -> HttpResponse:
-    clusters = [(c, selectors.run_last(c)) for c in selectors.cluster_list()]
-    return render(request, "wizard/cluster_list.html", {"clusters": clusters})
+    q, state = request.GET.get("q", "").strip()[:100], request.GET.get("state", "")
+    page = Paginator(selectors.cluster_inventory(q=q, state=state), 50).get_page(request.GET.get("page"))
+    return render(request, "wizard/cluster_list.html", {"page": page, "q": q, "state": state,
+                                                        "states": selectors.INVENTORY_STATES})
 
 
+@require_role("viewer")
 def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     return render(request, "wizard/cluster_detail.html", {
@@ -34,13 +41,21 @@ def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "drills": cluster.drills.all()[:20], "diagnosis": [d for d in cluster.diagnosis.splitlines() if d]})
 
 
+@require_role("admin")
 def wizard_cluster(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk) if pk else None
+    before = audit.cluster_snapshot(cluster) if cluster else None  # before the form copies new values onto it
     form = ClusterForm(request.POST or None, instance=cluster)
     if request.method == "POST" and form.is_valid():
-        cluster = services.cluster_save(cluster=cluster, data=form.cleaned_data,
-                                        carp_password=form.cleaned_data["carp_password"])
-        return redirect("wizard-servers", pk=cluster.pk)
+        try:
+            cluster = services.cluster_save(cluster=cluster, data=form.cleaned_data,
+                                            carp_password=form.cleaned_data["carp_password"],
+                                            expected_version=form.cleaned_data.get("version"))
+        except services.ConcurrentEdit as e:
+            form.add_error(None, str(e))
+        else:
+            _offer_reconfigure(request, cluster, services.applied_settings_changed(before, cluster))
+            return redirect("wizard-servers", pk=cluster.pk)
     return _wizard(request, "wizard/step_cluster.html", cluster, 0, form=form)
 
 
@@ -51,6 +66,7 @@ def _server_initial(cluster: Cluster) -> list[dict[str, Any]]:
     return rows or [{"name": "server-1", "preferred_master": True}, {"name": "server-2"}]
 
 
+@require_role("admin")
 def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     if request.method == "POST" and request.GET.get("add"):
@@ -65,13 +81,20 @@ def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
         formset = ServerFormSet(request.POST, request.FILES, cluster=cluster, prefix="servers")
         if formset.is_valid():
             rows = [f.cleaned_data for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
-            services.servers_save(cluster=cluster, rows=rows)
-            return redirect("wizard-interface", pk=cluster.pk)
+            version = request.POST.get("version", "")
+            try:
+                services.servers_save(cluster=cluster, rows=rows,
+                                      expected_version=int(version) if version.isdigit() else None)
+            except services.ConcurrentEdit as e:
+                messages.error(request, str(e))
+            else:
+                return redirect("wizard-interface", pk=cluster.pk)
     else:
         formset = ServerFormSet(initial=_server_initial(cluster), cluster=cluster, prefix="servers")
     return _wizard(request, "wizard/step_servers.html", cluster, 1, formset=formset)
 
 
+@require_role("admin")
 def wizard_interface(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     form = InterfaceForm(request.POST or None, initial={"interface": cluster.interface})
@@ -83,6 +106,7 @@ def wizard_interface(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@require_role("admin")
 def wizard_discover(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     if cluster.servers.filter(host_key="").exists():
@@ -92,6 +116,7 @@ def wizard_discover(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "wizard/_discovered.html", {"cluster": cluster, "found": found})
 
 
+@require_role("admin")
 def wizard_review(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     return _wizard(request, "wizard/step_review.html", cluster, 3, plan=selectors.command_plan(cluster),
@@ -100,6 +125,7 @@ def wizard_review(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@require_role("admin")
 def host_keys(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     return render(request, "wizard/_host_keys.html", {
@@ -107,6 +133,7 @@ def host_keys(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@require_role("admin")
 def host_keys_pin(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     confirmed = {int(k.split("-", 1)[1]): str(v) for k, v in request.POST.items() if k.startswith("fp-") and
@@ -124,12 +151,16 @@ def host_keys_pin(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+@require_role("operator")
 def run_create(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     form = RunForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Unknown kind of run.")
         return redirect("cluster-detail", pk=pk)
+    needed = roles.RUN_ROLE[form.cleaned_data["kind"]]
+    if not roles.has_role(request.user, needed):
+        raise PermissionDenied(f"{form.cleaned_data['kind']} needs the {needed} role.")
     try:
         run = services.run_start(cluster=cluster, kind=form.cleaned_data["kind"], user=request.user,
                                  target=form.cleaned_data["target"], confirm=form.cleaned_data["confirm"])
@@ -145,11 +176,13 @@ def _run_context(run: Run) -> dict[str, Any]:
             "percent": int(100 * done / total) if total else 0}
 
 
+@require_role("viewer")
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("cluster"), pk=pk)
     return _wizard(request, "wizard/run_detail.html", run.cluster, 4, **_run_context(run))
 
 
+@require_role("viewer")
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("cluster"), pk=pk)
     response = render(request, "wizard/_run_progress.html", _run_context(run))
@@ -158,3 +191,23 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
         stop = HttpResponseStopPolling(response.content)
         return stop
     return response
+
+
+def _offer_reconfigure(request: HttpRequest, cluster: Cluster, changed: list[str]) -> None:
+    if changed:
+        messages.warning(request, f"You changed {', '.join(changed)} of {cluster.name}, which Configure already "
+                         "applied on its servers: they keep the old values until Configure runs again.",
+                         extra_tags=f"reconfigure cluster-{cluster.pk}")
+
+
+@require_role("admin")
+def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    cluster = get_object_or_404(Cluster, pk=pk)
+    if request.method == "POST":
+        if request.POST.get("confirm_name") != cluster.name:
+            messages.error(request, "Type the cluster's name exactly to delete it.")
+        else:
+            services.cluster_delete(cluster=cluster)
+            messages.success(request, f"Deleted {cluster.name} from the inventory (its servers were not touched).")
+            return redirect("cluster-list")
+    return render(request, "wizard/cluster_delete.html", {"cluster": cluster})

@@ -25,4 +25,7 @@ class Command(BaseCommand):
         user.is_staff = user.is_superuser = True
         user.set_password(password)
         user.save()
+        from django.contrib.auth.models import Group
+
+        user.groups.add(Group.objects.get_or_create(name="admin")[0])
         self.stdout.write(f"admin account {username!r} ready; password: {password}")

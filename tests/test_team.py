@@ -1,0 +1,253 @@
+"""Issue 5: roles on every URL, the audit log (entries, chain, append-only), concurrent edits, login limits."""
+
+import io
+import json
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.db import connection
+from django.urls import get_resolver
+
+from wizard import audit, crypto, services
+from wizard.models import AuditEntry, Cluster, Run, Server
+
+pytestmark = pytest.mark.django_db
+
+ANON, VIEWER, OPERATOR, ADMIN = "anonymous", "viewer", "operator", "admin"
+READ = {ANON: 302, VIEWER: 200, OPERATOR: 200, ADMIN: 200}
+ADMIN_PAGE = {ANON: 302, VIEWER: 403, OPERATOR: 403, ADMIN: 200}
+ADMIN_ACTION = {ANON: 302, VIEWER: 403, OPERATOR: 403, ADMIN: 302}
+OPERATOR_ACTION = {ANON: 302, VIEWER: 403, OPERATOR: 302, ADMIN: 302}
+# URL name -> [(method, data, {role: status})]; a view missing here fails test_every_view_is_in_the_matrix.
+MATRIX = {
+    "cluster-list": [("get", None, READ)],
+    "cluster-detail": [("get", None, READ)],
+    "cluster-delete": [("get", None, ADMIN_PAGE)],
+    "wizard-new": [("get", None, ADMIN_PAGE)],
+    "wizard-cluster": [("get", None, ADMIN_PAGE)],
+    "wizard-servers": [("get", None, ADMIN_PAGE)],
+    "wizard-interface": [("get", None, ADMIN_PAGE)],
+    "wizard-review": [("get", None, ADMIN_PAGE)],
+    "wizard-discover": [("post", {}, ADMIN_PAGE)],
+    "host-keys": [("post", {}, ADMIN_PAGE)],
+    "host-keys-pin": [("post", {}, ADMIN_ACTION)],
+    "run-create": [("post", {"kind": k}, OPERATOR_ACTION) for k in
+                   ("preflight", "verify", "check", "drill", "maintenance-on", "maintenance-off")]
+    + [("post", {"kind": k}, ADMIN_ACTION) for k in ("setup", "prepare", "configure", "remove")],
+    "run-detail": [("get", None, READ)],
+    "run-progress": [("get", None, {ANON: 302, VIEWER: 286, OPERATOR: 286, ADMIN: 286})],
+    "audit-list": [("get", None, READ)],
+    "audit-verify": [("get", None, READ)],
+    "user-list": [("get", None, ADMIN_PAGE)],
+}
+
+
+def _user(role):
+    user = User.objects.create_user(f"u-{role}", password="irrelevant-pw")
+    if role == ADMIN:
+        user.is_superuser = True
+        user.save()
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def _cluster():
+    cluster = services.cluster_save(cluster=None, data={"name": "web", "subnet": "192.0.2.0/24",
+                                                        "gateway": "192.0.2.1", "vip": "192.0.2.100",
+                                                        "interface": "em0"}, carp_password="s3cret-carp")
+    services.servers_save(cluster=cluster, rows=[
+        {"name": f"server-{i}", "address": f"192.0.2.1{i}", "ssh_host": "127.0.0.1", "ssh_port": 9, "ssh_user": "root",
+         "auth": "password", "secret": "ssh-pass-xyz", "privilege": "root", "preferred_master": i == 1}
+        for i in (1, 2)])
+    return cluster
+
+
+def test_every_view_is_in_the_matrix():
+    names = {k for k in get_resolver().reverse_dict if isinstance(k, str)}
+    ours = {n for n in names if not n.startswith(("admin", "login", "logout"))}
+    assert ours - set(MATRIX) == set(), "add these views to the permission matrix"
+
+
+@pytest.mark.parametrize("role", [ANON, VIEWER, OPERATOR, ADMIN])
+def test_permission_matrix(client, role):
+    cluster = _cluster()
+    run = Run.objects.create(cluster=cluster, kind="verify", status="ok")
+    if role != ANON:
+        client.force_login(_user(role))
+    kwargs = {"cluster-detail": cluster.pk, "cluster-delete": cluster.pk, "wizard-cluster": cluster.pk,
+              "wizard-servers": cluster.pk, "wizard-interface": cluster.pk, "wizard-review": cluster.pk,
+              "wizard-discover": cluster.pk, "host-keys": cluster.pk, "host-keys-pin": cluster.pk,
+              "run-create": cluster.pk, "run-detail": run.pk, "run-progress": run.pk}
+    from django.urls import reverse
+
+    for name, cases in MATRIX.items():
+        url = reverse(name, args=[kwargs[name]] if name in kwargs else [])
+        for method, data, expected in cases:
+            if name == "run-create" and data["kind"].startswith("maintenance"):
+                data = {**data, "target": "server-1"}
+            res = getattr(client, method)(url, data or {})
+            assert res.status_code == expected[role], f"{role} {method.upper()} {name} {data or ''}"
+
+
+def test_audit_records_changes_with_actor_request_and_masked_secrets(client):
+    admin = _user(ADMIN)
+    client.force_login(admin)
+    res = client.post("/clusters/new/", {"name": "db", "subnet": "198.51.100.0/24", "gateway": "198.51.100.1",
+                                         "vip": "198.51.100.100", "vhid": "2", "advbase": "1",
+                                         "vip_prefix_choice": "32", "carp_password": "first-carp-pw"})
+    assert res.status_code == 302
+    cluster = Cluster.objects.get(name="db")
+    client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {
+        "name": "db", "subnet": "198.51.100.0/24", "gateway": "198.51.100.1", "vip": "198.51.100.100",
+        "vhid": "3", "advbase": "1", "vip_prefix_choice": "32", "carp_password": "second-carp-pw",
+        "version": str(cluster.version)})
+    create = AuditEntry.objects.get(action="cluster.create")
+    assert create.actor == admin and create.actor_name == admin.username
+    assert create.request_id and create.source_ip == "127.0.0.1"
+    update = AuditEntry.objects.get(action="cluster.update")
+    assert update.before["vhid"] == 2 and update.after["vhid"] == 3
+    assert update.after["carp_password"] == "(secret) replaced"
+    assert AuditEntry.objects.filter(action="credential.replace", cluster_name="db").exists()
+    dump = json.dumps(list(AuditEntry.objects.values()), default=str)
+    for secret in ("first-carp-pw", "second-carp-pw", cluster.carp_password_enc):
+        assert secret not in dump
+
+
+def test_login_logout_failed_login_users_and_roles_are_audited(client):
+    User.objects.create_user("alice", password="alice-long-password")
+    client.post("/login/", {"username": "alice", "password": "wrong"})
+    client.post("/login/", {"username": "alice", "password": "alice-long-password"})
+    client.post("/logout/")
+    actions = list(AuditEntry.objects.order_by("id").values_list("action", flat=True))
+    assert "login.failed" in actions and "login" in actions and "logout" in actions
+    admin = _user(ADMIN)
+    client.force_login(admin)
+    client.post("/users/", {"action": "create", "username": "bob", "password": "bob-long-password", "role": "viewer"})
+    bob = User.objects.get(username="bob")
+    client.post("/users/", {"action": "role", "user": bob.pk, "role": "operator"})
+    assert AuditEntry.objects.filter(action="user.create", object_repr="bob").exists()
+    assert AuditEntry.objects.filter(action="role.change", after__roles=["operator"]).exists()
+    assert "bob-long-password" not in json.dumps(list(AuditEntry.objects.values()), default=str)
+
+
+def test_login_attempts_are_rate_limited(client):
+    User.objects.create_user("carol", password="carol-long-password")
+    for _ in range(5):
+        client.post("/login/", {"username": "carol", "password": "nope"})
+    res = client.post("/login/", {"username": "carol", "password": "carol-long-password"})
+    assert res.status_code == 429
+
+
+def test_audit_log_cannot_be_changed_through_the_app():
+    entry = audit.record("test.event", after={"x": 1})
+    with pytest.raises(PermissionError):
+        entry.save()
+    with pytest.raises(PermissionError):
+        entry.delete()
+    with pytest.raises(PermissionError):
+        AuditEntry.objects.filter(pk=entry.pk).update(action="forged")
+    with pytest.raises(PermissionError):
+        AuditEntry.objects.all().delete()
+
+
+def _tamper(sql, params):
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute("ALTER TABLE wizard_auditentry DISABLE TRIGGER wizard_auditentry_append_only")
+        cur.execute(sql, params)
+        if connection.vendor == "postgresql":
+            cur.execute("ALTER TABLE wizard_auditentry ENABLE TRIGGER wizard_auditentry_append_only")
+
+
+def _verify_output():
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_:
+        call_command("audit_verify", stdout=out, stderr=out)
+    return exit_.value.code, out.getvalue()
+
+
+@pytest.mark.parametrize("tampering", ["edit", "delete", "reorder"])
+def test_chain_check_finds_the_first_broken_link(tampering):
+    ids = [audit.record("test.event", after={"n": i}).pk for i in range(5)]
+    assert audit.verify()[0]
+    if tampering == "edit":
+        _tamper("UPDATE wizard_auditentry SET after = %s WHERE id = %s", ['{"n": 99}', ids[2]])
+        expected = ids[2]
+    elif tampering == "delete":
+        _tamper("DELETE FROM wizard_auditentry WHERE id = %s", [ids[2]])
+        expected = ids[3]
+    else:
+        _tamper("UPDATE wizard_auditentry SET id = -1 WHERE id = %s", [ids[1]])
+        _tamper("UPDATE wizard_auditentry SET id = %s WHERE id = %s", [ids[1], ids[3]])
+        _tamper("UPDATE wizard_auditentry SET id = %s WHERE id = -1", [ids[3]])
+        expected = ids[1]
+    ok, broken, why = audit.verify()
+    assert not ok and broken == expected, why
+    code, text = _verify_output()
+    assert code == 1 and f"#{expected}" in text
+
+
+def test_postgresql_refuses_update_and_delete():
+    if connection.vendor != "postgresql":
+        pytest.skip("the trigger exists on PostgreSQL (this run is on SQLite; CI runs the PostgreSQL variant)")
+    from django.db import DatabaseError, transaction
+
+    entry = audit.record("test.event")
+    for sql in ("UPDATE wizard_auditentry SET action = 'x' WHERE id = %s", "DELETE FROM wizard_auditentry WHERE id = %s"):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+            cur.execute(sql, [entry.pk])
+
+
+def test_second_of_two_concurrent_edits_is_refused(client):
+    cluster = _cluster()
+    client.force_login(_user(ADMIN))
+    form = {"name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "vip": "192.0.2.100", "vhid": "1",
+            "advbase": "1", "vip_prefix_choice": "32", "version": str(cluster.version)}
+    first = client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {**form, "vhid": "5"})
+    assert first.status_code == 302
+    second = client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {**form, "vhid": "9"})
+    assert second.status_code == 200
+    assert "Someone else saved web" in second.content.decode()
+    assert 'value="9"' in second.content.decode()  # what was typed is kept
+    assert Cluster.objects.get(pk=cluster.pk).vhid == 5
+
+
+def test_editing_applied_settings_offers_configure(client):
+    cluster = _cluster()
+    Cluster.objects.filter(pk=cluster.pk).update(service_ip_configured=True)
+    cluster.refresh_from_db()
+    client.force_login(_user(ADMIN))
+    res = client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {
+        "name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "vip": "192.0.2.101", "vhid": "1",
+        "advbase": "1", "vip_prefix_choice": "32", "version": str(cluster.version)}, follow=True)
+    body = res.content.decode()
+    assert "which Configure already applied" in body and "Re-run Configure now" in body
+
+
+def test_secrets_never_rendered_and_encrypted_at_rest(client):
+    cluster = _cluster()
+    client.force_login(_user(ADMIN))
+    pages = [f"/clusters/{cluster.pk}/", f"/clusters/{cluster.pk}/wizard/cluster/",
+             f"/clusters/{cluster.pk}/wizard/servers/", f"/clusters/{cluster.pk}/wizard/review/", "/audit/",
+             "/audit/?format=json", "/audit/?format=csv", "/"]
+    for url in pages:
+        res = client.get(url)
+        body = b"".join(res.streaming_content) if res.streaming else res.content
+        for secret in (b"s3cret-carp", b"ssh-pass-xyz"):
+            assert secret not in body, url
+    assert crypto.decrypt(Server.objects.first().secret_enc) == "ssh-pass-xyz"
+    if connection.vendor == "sqlite":
+        raw = open(connection.settings_dict["NAME"], "rb").read()
+        assert b"s3cret-carp" not in raw and b"ssh-pass-xyz" not in raw
+
+
+def test_inventory_search_filter_and_pagination(client):
+    for i in range(60):
+        Cluster.objects.create(name=f"c{i:03d}", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100",
+                               healthy=(True if i % 3 == 0 else False if i % 3 == 1 else None))
+    client.force_login(_user(VIEWER))
+    assert "page 1 of 2" in client.get("/").content.decode()
+    assert client.get("/?state=degraded").context["page"].paginator.count == 20
+    assert client.get("/?state=never").context["page"].paginator.count == 20
+    assert [c.name for c in client.get("/?q=c05").context["page"].object_list][:1] == ["c050"]

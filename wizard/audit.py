@@ -1,0 +1,117 @@
+"""The audit log: who changed what, from where, with before/after (secrets masked), hash-chained.
+
+carpweb writes entries itself (services and auth signals call `record`) instead of using a capture library:
+django-simple-history and django-auditlog record model saves, but carpweb also logs runs, logins, host key
+pins and drift, and needs an append-only, tamper-evident chain that neither provides.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .models import AuditEntry, Cluster, Server
+
+MASKED = "(secret)"
+
+
+@dataclass
+class Context:
+    user: Any = None
+    request_id: str = ""
+    source_ip: str = ""
+
+
+context: contextvars.ContextVar[Context | None] = contextvars.ContextVar("carpweb_audit", default=None)
+
+
+def content(entry: AuditEntry) -> str:
+    """The canonical text a hash covers."""
+    return json.dumps({
+        "ts": entry.ts.isoformat(), "actor": entry.actor_name, "request_id": entry.request_id,
+        "source_ip": entry.source_ip or "", "action": entry.action, "object_type": entry.object_type,
+        "object_id": entry.object_id, "object_repr": entry.object_repr, "cluster_id": entry.cluster_id,
+        "cluster": entry.cluster_name, "before": entry.before, "after": entry.after, "link": entry.link,
+        "prev": entry.prev_hash}, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(entry: AuditEntry) -> str:
+    return hashlib.sha256(content(entry).encode()).hexdigest()
+
+
+def record(action: str, *, obj: Any = None, cluster: Cluster | None = None, before: dict[str, Any] | None = None,
+           after: dict[str, Any] | None = None, link: str = "", actor: Any = None, actor_name: str = "") -> AuditEntry:
+    ctx = context.get() or Context()
+    user = actor if actor is not None else ctx.user
+    is_user = user is not None and getattr(user, "is_authenticated", False)
+    if cluster is None and isinstance(obj, Cluster):
+        cluster = obj
+    if cluster is None and isinstance(obj, Server):
+        cluster = obj.cluster
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cur:  # one writer at a time extends the chain
+                cur.execute("SELECT pg_advisory_xact_lock(727274)")
+        prev = AuditEntry.objects.order_by("-id").values_list("hash", flat=True).first() or ""
+        entry = AuditEntry(
+            ts=timezone.now(), actor=user if is_user else None,
+            actor_name=actor_name or (user.get_username() if is_user else "system"),
+            request_id=ctx.request_id, source_ip=ctx.source_ip or None, action=action,
+            object_type=type(obj).__name__.lower() if obj is not None else "",
+            object_id=str(getattr(obj, "pk", "") or ""), object_repr=str(obj)[:200] if obj is not None else "",
+            cluster_id=cluster.pk if cluster else None, cluster_name=cluster.name if cluster else "",
+            before=before, after=after, link=link, prev_hash=prev)
+        entry.hash = digest(entry)
+        entry.save()
+    return entry
+
+
+def verify() -> tuple[bool, int | None, str]:
+    """Walk the chain in order: (intact, first broken entry id, why)."""
+    prev = ""
+    count = 0
+    for entry in AuditEntry.objects.order_by("id").iterator(chunk_size=2000):
+        count += 1
+        if entry.prev_hash != prev:
+            return False, entry.pk, (f"entry {entry.pk} does not follow the entry before it: an entry was removed "
+                                     "or the order was changed")
+        if digest(entry) != entry.hash:
+            return False, entry.pk, f"entry {entry.pk} was edited after it was written"
+        prev = entry.hash
+    return True, None, f"{count} entries, chain intact"
+
+
+def cluster_snapshot(cluster: Cluster) -> dict[str, Any]:
+    return {"name": cluster.name, "subnet": cluster.subnet, "gateway": cluster.gateway, "vip": cluster.vip,
+            "vip_prefix": cluster.vip_prefix, "vhid": cluster.vhid, "advbase": cluster.advbase,
+            "interface": cluster.interface, "master_advskew": cluster.master_advskew,
+            "configure_service_ip": cluster.configure_service_ip,
+            "carp_password": MASKED if cluster.carp_password_enc else "", "_token": cluster.carp_password_enc}
+
+
+def server_snapshot(server: Server) -> dict[str, Any]:
+    return {"name": server.name, "address": server.address, "ssh_host": server.ssh_host,
+            "ssh_port": server.ssh_port, "ssh_user": server.ssh_user, "auth": server.auth,
+            "privilege": server.privilege, "preferred_master": server.preferred_master, "role": server.role,
+            "credential": MASKED if server.secret_enc else "", "_token": server.secret_enc,
+            "host_key_fingerprint": server.host_key_fingerprint}
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Only what changed; a replaced secret shows as '(secret) replaced', never its value or token."""
+    before, after = before or {}, after or {}
+    keys = [k for k in {**before, **after} if not k.startswith("_")]
+    b, a = {}, {}
+    for key in keys:
+        if before.get(key) != after.get(key):
+            b[key], a[key] = before.get(key), after.get(key)
+    if before and after and before.get("_token") != after.get("_token"):
+        secret_key = "carp_password" if "carp_password" in after else "credential"
+        b[secret_key], a[secret_key] = MASKED, MASKED + " replaced"
+    return b, a

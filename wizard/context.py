@@ -1,0 +1,13 @@
+"""Template context: the user's role, so pages show only the actions it allows."""
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from .roles import RANK, role_of
+
+
+def role(request: HttpRequest) -> dict[str, Any]:
+    current = role_of(getattr(request, "user", None))
+    rank = RANK.get(current or "", -1)
+    return {"role": current, "can_operate": rank >= RANK["operator"], "can_admin": rank >= RANK["admin"]}

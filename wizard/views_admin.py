@@ -1,0 +1,102 @@
+"""Views of the team's side: the audit log (filters, export, chain badge) and users with their roles."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+
+from . import audit, selectors
+from .forms import AuditFilterForm, UserCreateForm
+from .roles import ROLES, require_role, role_of
+
+EXPORT_FIELDS = ["id", "ts", "actor_name", "request_id", "source_ip", "action", "object_type", "object_id",
+                 "object_repr", "cluster_name", "before", "after", "link", "prev_hash", "hash"]
+
+
+@require_role("viewer")
+def audit_list(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    form = AuditFilterForm(request.GET or None)
+    entries = selectors.audit_entries(form.cleaned_data if form.is_valid() else {})
+    fmt = request.GET.get("format")
+    if fmt == "csv":
+        return _export_csv(entries)
+    if fmt == "json":
+        return _export_json(entries)
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "wizard/audit_list.html", {"form": form, "page": page, "query": query.urlencode()})
+
+
+def _rows(entries: Any) -> Any:
+    for e in entries.values_list(*EXPORT_FIELDS).iterator(chunk_size=2000):
+        yield dict(zip(EXPORT_FIELDS, e, strict=True))
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _export_csv(entries: Any) -> StreamingHttpResponse:
+    writer = csv.writer(_Echo())
+
+    def lines() -> Any:
+        yield writer.writerow(EXPORT_FIELDS)
+        for row in _rows(entries):
+            yield writer.writerow([json.dumps(row[f]) if f in ("before", "after") else row[f] for f in EXPORT_FIELDS])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="carpweb-audit.csv"'
+    return response
+
+
+def _export_json(entries: Any) -> StreamingHttpResponse:
+    def chunks() -> Any:
+        yield "["
+        for i, row in enumerate(_rows(entries)):
+            yield ("," if i else "") + json.dumps(row, default=str)
+        yield "]"
+
+    response = StreamingHttpResponse(chunks(), content_type="application/json")
+    response["Content-Disposition"] = 'attachment; filename="carpweb-audit.json"'
+    return response
+
+
+@require_role("viewer")
+def audit_verify(request: HttpRequest) -> HttpResponse:
+    ok, broken, why = audit.verify()
+    return render(request, "wizard/_audit_badge.html", {"ok": ok, "broken": broken, "why": why})
+
+
+@require_role("admin")
+def user_list(request: HttpRequest) -> HttpResponse:
+    User = get_user_model()
+    form = UserCreateForm(request.POST or None) if request.POST.get("action") == "create" else UserCreateForm()
+    if request.method == "POST":
+        if request.POST.get("action") == "create" and form.is_valid():
+            user = User.objects.create_user(form.cleaned_data["username"], password=form.cleaned_data["password"])
+            user.groups.set([Group.objects.get(name=form.cleaned_data["role"])])
+            messages.success(request, f"Created {user.username} as {form.cleaned_data['role']}.")
+            return redirect("user-list")
+        if request.POST.get("action") == "role":
+            target = User.objects.filter(pk=str(request.POST.get("user", "0"))).first()
+            role = request.POST.get("role")
+            if target is None or role not in ROLES:
+                messages.error(request, "Choose a user and a role.")
+            elif target == request.user:
+                messages.error(request, "You cannot change your own role.")
+            else:
+                target.groups.set([Group.objects.get(name=role)])
+                messages.success(request, f"{target.username} is now {role}.")
+            return redirect("user-list")
+    users = [(u, role_of(u)) for u in User.objects.order_by("username").prefetch_related("groups")]
+    return render(request, "wizard/user_list.html", {"users": users, "form": form, "roles": ROLES})
