@@ -2,6 +2,8 @@
 
 import io
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -20,7 +22,7 @@ ADMIN_PAGE = {ANON: 302, VIEWER: 403, OPERATOR: 403, ADMIN: 200}
 ADMIN_ACTION = {ANON: 302, VIEWER: 403, OPERATOR: 403, ADMIN: 302}
 OPERATOR_ACTION = {ANON: 302, VIEWER: 403, OPERATOR: 302, ADMIN: 302}
 # URL name -> [(method, data, {role: status})]; a view missing here fails test_every_view_is_in_the_matrix.
-MATRIX = {
+MATRIX: dict[str, list[tuple[str, Any, dict[str, int]]]] = {
     "cluster-list": [("get", None, READ)],
     "cluster-detail": [("get", None, READ)],
     "cluster-delete": [("get", None, ADMIN_PAGE)],
@@ -106,6 +108,7 @@ def test_audit_records_changes_with_actor_request_and_masked_secrets(client):
     assert create.actor == admin and create.actor_name == admin.username
     assert create.request_id and create.source_ip == "127.0.0.1"
     update = AuditEntry.objects.get(action="cluster.update")
+    assert update.before is not None and update.after is not None
     assert update.before["vhid"] == 2 and update.after["vhid"] == 3
     assert update.after["carp_password"] == "(secret) replaced"
     assert AuditEntry.objects.filter(action="credential.replace", cluster_name="db").exists()
@@ -194,7 +197,8 @@ def test_postgresql_refuses_update_and_delete():
     from django.db import DatabaseError, transaction
 
     entry = audit.record("test.event")
-    for sql in ("UPDATE wizard_auditentry SET action = 'x' WHERE id = %s", "DELETE FROM wizard_auditentry WHERE id = %s"):
+    for sql in ("UPDATE wizard_auditentry SET action = 'x' WHERE id = %s",
+                "DELETE FROM wizard_auditentry WHERE id = %s"):
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
             cur.execute(sql, [entry.pk])
 
@@ -236,9 +240,9 @@ def test_secrets_never_rendered_and_encrypted_at_rest(client):
         body = b"".join(res.streaming_content) if res.streaming else res.content
         for secret in (b"s3cret-carp", b"ssh-pass-xyz"):
             assert secret not in body, url
-    assert crypto.decrypt(Server.objects.first().secret_enc) == "ssh-pass-xyz"
+    assert crypto.decrypt(Server.objects.get(name="server-1").secret_enc) == "ssh-pass-xyz"
     if connection.vendor == "sqlite":
-        raw = open(connection.settings_dict["NAME"], "rb").read()
+        raw = Path(connection.settings_dict["NAME"]).read_bytes()
         assert b"s3cret-carp" not in raw and b"ssh-pass-xyz" not in raw
 
 
