@@ -41,6 +41,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
             proc.kill()
             pytest.fail("the Celery worker did not start:\n" + log.read_text()[-3000:])
         time.sleep(0.2)
+    proc.log_path = log  # type: ignore[attr-defined]  # tests grep it for secrets
     yield proc
     proc.terminate()
     try:

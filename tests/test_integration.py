@@ -1,10 +1,12 @@
 """The wizard's runs end to end: a real Celery worker process, the lab's real sshd, real paramiko."""
 
+import time
+
 import pytest
 
 from tests.helpers import lab_cluster, messages, statuses, wait_run
-from wizard import services
-from wizard.models import Run
+from wizard import services, tasks
+from wizard.models import AuditEntry, Run
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
@@ -27,8 +29,31 @@ def test_fresh_cluster_all_green_then_rerun_changes_nothing(world):
     assert again.status == Run.Status.OK
     assert again.steps.filter(status="changed").count() == 0
     assert again.summary == "nothing to change"
-    # one SSH connection per server per run: one session log line per command, all from the same run
     assert any("kldstat -q -m carp" in line for line in world.log("server-1"))
+    actions = list(AuditEntry.objects.filter(cluster_name="web").values_list("action", flat=True))
+    assert actions.count("hostkey.pin") == 2 and actions.count("run.start") == 2 and actions.count("run.finish") == 2
+    finish = AuditEntry.objects.filter(action="run.finish").first()
+    assert finish is not None and finish.link == f"/runs/{again.pk}/" and finish.after["status"] == "ok"
+
+
+def test_scheduled_check_reports_drift_when_carp_is_unloaded(world):
+    cluster = lab_cluster(world)
+    assert wait_run(services.run_start(cluster=cluster, kind="setup")).status == Run.Status.OK
+    world.exec("server-1", ["kldunload", "carp"], check=True)
+    tasks.drift_check_all.delay()  # what celery beat sends, through the real broker to the real worker
+    deadline = time.monotonic() + 30
+    while not Run.objects.filter(created_by_name="scheduler").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run = wait_run(Run.objects.get(created_by_name="scheduler"))
+    assert run.kind == "verify" and run.status == Run.Status.FAILED
+    deadline = time.monotonic() + 10
+    while not AuditEntry.objects.filter(action="drift").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    entry = AuditEntry.objects.get(action="drift")
+    assert entry.actor_name == "scheduler" and entry.cluster_name == "web"
+    assert entry.after is not None and any("carp is not loaded on server-1" in f for f in entry.after["findings"])
+    cluster.refresh_from_db()
+    assert cluster.healthy is False and "carp is not loaded on server-1" in cluster.diagnosis
 
 
 def test_second_run_refused_while_one_is_in_progress(world):

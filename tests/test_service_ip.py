@@ -1,5 +1,6 @@
 """The service IP on the lab's real CARP: configure, re-run, reboot, drill, split brain, maintenance, remove."""
 
+import json
 import threading
 import time
 
@@ -7,7 +8,7 @@ import pytest
 
 from tests.helpers import lab_cluster, statuses, wait_run
 from wizard import crypto, services
-from wizard.models import Drill, Run, Server, Step
+from wizard.models import AuditEntry, Drill, Run, Server, Step
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 VIP = "192.0.2.100"
@@ -45,7 +46,8 @@ def test_configure_then_client_sees_vip_and_rerun_changes_nothing(world):
     assert again.steps.filter(status="changed").count() == 0
 
 
-def test_password_is_in_no_transcript_and_no_command(world):
+def test_password_is_in_no_transcript_and_no_command(world, celery_worker_process):
+    celery_log = celery_worker_process.log_path
     cluster = _configured(world)
     password = crypto.decrypt(cluster.carp_password_enc)
     for step in Step.objects.filter(run__cluster=cluster):
@@ -53,6 +55,11 @@ def test_password_is_in_no_transcript_and_no_command(world):
             assert password not in text
     for host in ("server-1", "server-2"):
         assert not [line for line in world.log(host) if password in line]  # not even in the SSH exec request
+    key = open(world.key_path).read().split("\n")[1]  # a line of the private key's body
+    rows = json.dumps(list(AuditEntry.objects.values()), default=str)
+    log = celery_log.read_text()
+    for secret in (password, key):
+        assert secret not in rows and secret not in log
 
 
 def test_reboot_of_both_nodes_brings_the_same_state_back(world):
