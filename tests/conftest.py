@@ -23,18 +23,19 @@ def _db_url(settings_dict: dict) -> str:
     return f"postgres://{user}{pw}@{host}:{port}/{settings_dict['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real `celery worker` process (not eager) on the test database and the configured broker."""
+def worker_env() -> dict[str, str]:
     from django.db import connection
 
-    env = dict(os.environ, DATABASE_URL=_db_url(connection.settings_dict), CARPWEB_SSH_CONNECT_TIMEOUT="5",
+    return dict(os.environ, DATABASE_URL=_db_url(connection.settings_dict), CARPWEB_SSH_CONNECT_TIMEOUT="8",
                CARPWEB_SSH_COMMAND_TIMEOUT="15", PYTHONUNBUFFERED="1")
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
+
+
+def start_worker(log: Path, name: str, *extra: str) -> subprocess.Popen:
+    """A real `celery worker` process (its own session, so a test can kill it and its pool at once)."""
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "carpweb", "worker", "-l", "info",
-                                 "-c", "4", "-n", f"test{os.getpid()}@%h"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                 "-n", f"{name}{os.getpid()}@%h", *extra], cwd=ROOT, env=worker_env(),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while " ready." not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -42,6 +43,13 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
             pytest.fail("the Celery worker did not start:\n" + log.read_text()[-3000:])
         time.sleep(0.2)
     proc.log_path = log  # type: ignore[attr-defined]  # tests grep it for secrets
+    return proc
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real `celery worker` process (not eager) on the test database and the configured broker."""
+    proc = start_worker(tmp_path_factory.mktemp("worker") / "worker.log", "test", "-c", "4")
     yield proc
     proc.terminate()
     try:

@@ -33,7 +33,8 @@ def test_fresh_cluster_all_green_then_rerun_changes_nothing(world):
     actions = list(AuditEntry.objects.filter(cluster_name="web").values_list("action", flat=True))
     assert actions.count("hostkey.pin") == 2 and actions.count("run.start") == 2 and actions.count("run.finish") == 2
     finish = AuditEntry.objects.filter(action="run.finish").first()
-    assert finish is not None and finish.link == f"/runs/{again.pk}/" and finish.after["status"] == "ok"
+    assert finish is not None and finish.after is not None
+    assert finish.link == f"/runs/{again.pk}/" and finish.after["status"] == "ok"
 
 
 def test_scheduled_check_reports_drift_when_carp_is_unloaded(world):

@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -55,7 +56,7 @@ def test_password_is_in_no_transcript_and_no_command(world, celery_worker_proces
             assert password not in text
     for host in ("server-1", "server-2"):
         assert not [line for line in world.log(host) if password in line]  # not even in the SSH exec request
-    key = open(world.key_path).read().split("\n")[1]  # a line of the private key's body
+    key = Path(world.key_path).read_text().split("\n")[1]  # a line of the private key's body
     rows = json.dumps(list(AuditEntry.objects.values()), default=str)
     log = celery_log.read_text()
     for secret in (password, key):

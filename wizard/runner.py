@@ -10,6 +10,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -175,6 +176,9 @@ def _connect_and_run_node(ctx: RunContext, server: Server) -> bool:
             conn = Connection(ep, settings.CARPWEB_SSH_CONNECT_TIMEOUT, settings.CARPWEB_SSH_COMMAND_TIMEOUT)
         except SSHError as e:
             ctx.save(first, status=Step.Status.FAILED, message=e.message, finished=timezone.now())
+            if e.kind == "hostkey" and server.host_key:
+                audit.record("hostkey.mismatch", obj=server, after={"message": e.message}, link=f"/runs/{ctx.run.pk}/",
+                             actor_name="system")
             for (name, _), row in ctx.rows.items():
                 if name == server.name and row.pk != first.pk:
                     ctx.save(row, status=Step.Status.SKIPPED, message="not run: no SSH session")
@@ -196,20 +200,41 @@ def _connect_and_run_node(ctx: RunContext, server: Server) -> bool:
         connection.close()
 
 
+HEARTBEAT_SECONDS = 5
+STALE_SECONDS = 30
+
+
+def runs_reap() -> list[int]:
+    """Mark as interrupted the runs whose worker stopped beating (killed, or the machine died)."""
+    stale = timezone.now() - timedelta(seconds=STALE_SECONDS)
+    dead = list(Run.objects.filter(status=Run.Status.RUNNING, heartbeat__lt=stale).values_list("pk", flat=True))
+    for pk in dead:
+        if Run.objects.filter(pk=pk, status=Run.Status.RUNNING, heartbeat__lt=stale).update(
+                status=Run.Status.INTERRUPTED, finished=timezone.now(),
+                summary="interrupted: the worker stopped (no heartbeat for 30 s); start the run again"):
+            Step.objects.filter(run_id=pk, status__in=[Step.Status.PENDING, Step.Status.RUNNING]).update(
+                status=Step.Status.SKIPPED, message="not finished: the worker stopped")
+            run = Run.objects.select_related("cluster").get(pk=pk)
+            audit.record("run.interrupted", obj=run, cluster=run.cluster, after={"kind": run.kind},
+                         link=f"/runs/{pk}/", actor_name="system")
+    return dead
+
+
 def _heartbeat(run_id: int, stop: threading.Event) -> None:
-    while not stop.wait(5):
+    while not stop.wait(HEARTBEAT_SECONDS):
         Run.objects.filter(pk=run_id).update(heartbeat=timezone.now())
     connection.close()
 
 
 def run_execute(run_id: int) -> Run:
     """Execute a run. Safe to call again for a run that was interrupted: steps are idempotent."""
-    run = Run.objects.select_related("cluster", "target").get(pk=run_id)
-    if run.done:
-        return run
-    run.steps.all().delete()
     now = timezone.now()
-    Run.objects.filter(pk=run_id).update(status=Run.Status.RUNNING, started=now, heartbeat=now)
+    # Claim the run: only the first worker to flip pending -> running executes it, so a redelivered or
+    # duplicated message never runs it twice.
+    if not Run.objects.filter(pk=run_id, status=Run.Status.PENDING).update(
+            status=Run.Status.RUNNING, started=now, heartbeat=now):
+        return Run.objects.get(pk=run_id)
+    run = Run.objects.select_related("cluster", "target").get(pk=run_id)
     cluster = run.cluster
     states_before = drift.states(cluster)
     carp_pass = crypto.decrypt(cluster.carp_password_enc)
@@ -250,3 +275,13 @@ def run_execute(run_id: int) -> Run:
         drift.record(run, states_before)
     log.info("run %s %s on cluster %s: %s", run.pk, run.kind, cluster.name, run.status)
     return run
+
+
+def run_timed_out(run_id: int) -> str:
+    limit = settings.CARPWEB_RUN_TIMEOUT
+    Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
+        status=Run.Status.FAILED, finished=timezone.now(),
+        summary=f"stopped: the run took longer than CARPWEB_RUN_TIMEOUT ({limit:g} s)")
+    Step.objects.filter(run_id=run_id, status__in=[Step.Status.PENDING, Step.Status.RUNNING]).update(
+        status=Step.Status.SKIPPED, message="not finished: the run's time limit was reached")
+    return Run.Status.FAILED

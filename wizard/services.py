@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import audit, crypto, tasks
+from . import audit, crypto, runner, tasks
 from .carp import facts
 from .models import Cluster, Run, Server
 from .runner import endpoint_for
@@ -240,6 +240,7 @@ def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = ""
     with transaction.atomic():
         # The row lock serialises concurrent starts across web processes and machines.
         Cluster.objects.select_for_update().get(pk=cluster.pk)
+        runner.runs_reap()  # a run whose worker died must not block the cluster forever
         busy = cluster.runs.filter(status__in=[Run.Status.PENDING, Run.Status.RUNNING]).first()
         if busy:
             raise ServiceError(f"{busy} is still in progress on {cluster.name}; wait for it to finish.")
@@ -250,6 +251,10 @@ def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = ""
         audit.record("run.start", obj=run, cluster=cluster, after={"kind": kind, "target": target or None},
                      link=f"/runs/{run.pk}/", actor=user, actor_name="" if is_user else run.created_by_name)
     return run
+
+
+def runs_reap() -> list[int]:
+    return runner.runs_reap()
 
 
 def cluster_readiness(*, cluster: Cluster) -> list[str]:

@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
@@ -139,7 +140,9 @@ def host_keys_pin(request: HttpRequest, pk: int) -> HttpResponse:
     confirmed = {int(k.split("-", 1)[1]): str(v) for k, v in request.POST.items() if k.startswith("fp-") and
                  k.split("-", 1)[1].isdigit()}
     try:
-        pinned = services.host_keys_pin(cluster=cluster, confirmed=confirmed, user=request.user)
+        # Re-pinning a changed key is only possible from a ticked box, on this admin-only view.
+        pinned = services.host_keys_pin(cluster=cluster, confirmed=confirmed, user=request.user,
+                                        repin=request.POST.get("repin") == "1")
     except services.ServiceError as e:
         messages.error(request, str(e))
     else:
@@ -185,6 +188,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_role("viewer")
 def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("cluster"), pk=pk)
+    if run.status == Run.Status.RUNNING and run.heartbeat and (timezone.now() - run.heartbeat).total_seconds() > 30:
+        services.runs_reap()
+        run.refresh_from_db()
     response = render(request, "wizard/_run_progress.html", _run_context(run))
     if run.done:
         # 286 tells htmx to stop polling; the body still replaces the fragment one last time.
