@@ -29,6 +29,9 @@ def page():
             "--disable-sync", "--no-first-run"])
         pg = browser.new_page(viewport={"width": 1366, "height": 900})
         pg.set_default_timeout(30000)
+        violations: list[str] = []
+        pg.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+        pg.csp_violations = violations  # type: ignore[attr-defined]
         yield pg
         browser.close()
 
@@ -76,3 +79,4 @@ def test_wizard_from_empty_database_to_green_run(page, live_server, fresh_lab, c
     assert page.locator("tr.step").count() == 2 * 16 + 1
     assert "server-1 MASTER, server-2 BACKUP" in page.content()
     page.screenshot(path=str(ARTIFACTS / "run-finished.png"), full_page=True)
+    assert page.csp_violations == []  # htmx did all of the above under the Content Security Policy
