@@ -102,9 +102,11 @@ def servers_save(*, cluster: Cluster, rows: list[dict[str, Any]], expected_versi
     with transaction.atomic():
         _claim_version(cluster, expected_version)
         existing = {s.pk: s for s in cluster.servers.all()}
+        by_name = {s.name: s for s in existing.values()}
         keep = []
         for position, row in enumerate(rows):
-            server = existing.get(row.get("id") or 0) or Server(cluster=cluster)
+            # By id from the form; by name when the id is missing (a stale page, a script), never a duplicate.
+            server = existing.get(row.get("id") or 0) or by_name.get(row["name"]) or Server(cluster=cluster)
             before = audit.server_snapshot(server) if server.pk else None
             addr_changed = server.pk and (server.ssh_host != row["ssh_host"] or server.ssh_port != row["ssh_port"])
             for key in ("name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
