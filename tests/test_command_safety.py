@@ -12,7 +12,7 @@ from wizard.carp import service_ip
 from wizard.carp import steps as carp_steps
 from wizard.carp.validation import validate_interface
 from wizard.forms import ClusterForm, InterfaceForm
-from wizard.models import Cluster, Run, Step
+from wizard.models import Run, Step
 from wizard.runner import RunContext, Session, _execute_step
 
 pytestmark = pytest.mark.django_db
@@ -111,5 +111,5 @@ def test_recording_transport_sees_no_secret_and_only_validated_values(cluster):
         shlex.split(command)  # well-formed for a POSIX shell
         if "$CARP_PASS" in command:
             assert command.startswith("IFS= read -r CARP_PASS; ") and stdin == password + "\n"
-    for step in Step.objects.filter(run=run):
-        assert password not in step.command + step.message + step.stdout_tail
+    for row in Step.objects.filter(run=run):
+        assert password not in row.command + row.message + row.stdout_tail
