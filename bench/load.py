@@ -1,0 +1,144 @@
+"""Load: N locust clients watch run progress while runs proceed on lab clusters, all on this machine.
+
+    sudo .venv/bin/python bench/load.py [--clusters 10] [--users 50] [--seconds 40] [--json out.json]
+
+It builds its own lab (name carpload, 127.0.0.1 ports 26xxx), an embedded carpweb in a temporary folder
+(SQLite + filesystem broker), gunicorn and a Celery worker, starts one setup run per cluster, runs locust
+headless against 127.0.0.1 only (bounded in users and time), then checks every run's step rows in the
+database: none lost, none twice, all finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> dict[str, object]:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clusters", type=int, default=10)
+    ap.add_argument("--users", type=int, default=50)
+    ap.add_argument("--seconds", type=int, default=40)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="carpweb-load."))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(CARPWEB_DATA_DIR=str(data), DJANGO_SETTINGS_MODULE="carpweb.settings", PYTHONUNBUFFERED="1")
+    os.environ.update(env)
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("CELERY_BROKER_URL", None)
+    from lab.topology import LabConfig
+    from lab.world import Lab
+
+    lab = Lab(LabConfig(name="carpload", base_port=26000, servers=2 * args.clusters))
+    lab.up()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        import django
+
+        django.setup()
+        from django.contrib.auth.models import User
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        from wizard import services
+        from wizard.models import Run, Step
+
+        password = "load-test-password-1"
+        User.objects.create_superuser("loader", password=password)
+        key = Path(lab.key_path).read_text()
+        clusters = []
+        for i in range(args.clusters):
+            cluster = services.cluster_save(cluster=None, data={
+                "name": f"load-{i:02d}", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
+                "vip": f"192.0.2.{200 + i}", "vhid": i + 1, "interface": "em0", "configure_service_ip": True})
+            rows = []
+            for j in (1, 2):
+                host = lab.host(f"server-{2 * i + j}")
+                rows.append({"name": host.name, "address": host.address, "ssh_host": "127.0.0.1",
+                             "ssh_port": host.ssh_port, "ssh_user": "root", "auth": "key", "secret": key,
+                             "privilege": "root", "preferred_master": j == 1})
+            services.servers_save(cluster=cluster, rows=rows)
+            offers = services.host_keys_fetch(cluster=cluster)
+            services.host_keys_pin(cluster=cluster, confirmed={o.server.pk: o.fingerprint for o in offers})
+            clusters.append(cluster)
+        port = _free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "carpweb", "worker", "-l", "warning",
+                                       "-c", str(args.clusters)], cwd=ROOT, env=env,
+                                      stdout=open(data / "worker.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
+        procs.append(subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "carpweb.wsgi", "-b",
+                                       f"127.0.0.1:{port}", "-w", "4", "--threads", "4"], cwd=ROOT, env=env,
+                                      stdout=open(data / "web.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
+        time.sleep(4)
+        runs = [services.run_start(cluster=c, kind="setup", actor_name="load") for c in clusters]
+        t0 = time.monotonic()
+        prefix = data / "locust"
+        locust = subprocess.run(
+            [str(Path(sys.executable).parent / "locust"), "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
+             "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s", "--host",
+             f"http://127.0.0.1:{port}", "--csv", str(prefix), "--only-summary", "--stop-timeout", "5"],
+            cwd=ROOT, env={**env, "CARPWEB_LOAD_RUNS": ",".join(str(r.pk) for r in runs),
+                           "CARPWEB_LOAD_USER": "loader", "CARPWEB_LOAD_PASSWORD": password},
+            capture_output=True, text=True, timeout=args.seconds + 120, check=False)
+        deadline = time.monotonic() + 120
+        while Run.objects.filter(pk__in=[r.pk for r in runs], status__in=["pending", "running"]).exists():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        runs_wall = time.monotonic() - t0
+        stats = {row["Name"]: row for row in csv.DictReader(open(f"{prefix}_stats.csv"))}  # noqa: SIM115
+        progress = stats.get("/runs/[id]/progress/", {})
+        failures = list(csv.DictReader(open(f"{prefix}_failures.csv")))  # noqa: SIM115
+        server_errors = sum(int(f["Occurrences"]) for f in failures if "server error" in f["Error"])
+        lost, duplicated, unfinished = 0, 0, 0
+        for run in Run.objects.filter(pk__in=[r.pk for r in runs]):
+            keys = list(Step.objects.filter(run=run).values_list("server_name", "name"))
+            duplicated += len(keys) - len(set(keys))
+            expected = 2 * (1 + 15) + 1  # per node: connect + 11 part-1 steps + 4 configure; plus the check
+            lost += max(0, expected - len(set(keys)))
+            unfinished += Step.objects.filter(run=run, status__in=["pending", "running"]).count()
+        result = {
+            "clusters": args.clusters, "users": args.users, "seconds": args.seconds,
+            "requests": int(progress.get("Request Count", 0)), "failures": int(progress.get("Failure Count", 0)),
+            "server_errors": server_errors, "p50_ms": float(progress.get("50%", 0) or 0),
+            "p95_ms": float(progress.get("95%", 0) or 0), "max_ms": float(progress.get("Max Response Time", 0) or 0),
+            "rps": float(progress.get("Requests/s", 0) or 0), "runs_ok": Run.objects.filter(
+                pk__in=[r.pk for r in runs], status="ok").count(),
+            "runs_wall_s": round(runs_wall, 1), "lost_rows": lost, "duplicated_rows": duplicated,
+            "unfinished_rows": unfinished, "failure_kinds": [f["Error"] for f in failures][:5],
+            "locust_exit": locust.returncode,
+        }
+        print(json.dumps(result, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result))
+        return result
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        lab.down()
+
+
+if __name__ == "__main__":
+    main()
