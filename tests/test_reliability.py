@@ -12,7 +12,7 @@ from tests.helpers import lab_cluster, wait_run
 from wizard import runner, services, tasks
 from wizard.models import AuditEntry, Run, Step
 
-pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from tests.helpers import lab_cluster, statuses, wait_run
 from wizard import crypto, services
 from wizard.models import AuditEntry, Drill, Run, Server, Step
 
-pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 VIP = "192.0.2.100"
 
 
