@@ -129,10 +129,13 @@ if (BASE_DIR / "node_modules").exists():
     STATICFILES_DIRS.append(("vendor", BASE_DIR / "node_modules"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Celery: the broker from the environment, else kombu's filesystem transport (no server needed).
+# Celery: the broker from the environment, else kombu's filesystem transport (no server needed), in the
+# atomic-publish variant of carpweb/broker.py ("carpfs").
 _broker_dir = DATA_DIR / "broker"
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "carpfs://")
 if CELERY_BROKER_URL.startswith("filesystem"):
+    CELERY_BROKER_URL = "carpfs://"
+if CELERY_BROKER_URL.startswith("carpfs"):
     for sub in ("queue", "processed"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
