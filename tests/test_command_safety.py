@@ -113,3 +113,15 @@ def test_recording_transport_sees_no_secret_and_only_validated_values(cluster):
             assert command.startswith("IFS= read -r CARP_PASS; ") and stdin == password + "\n"
     for row in Step.objects.filter(run=run):
         assert password not in row.command + row.message + row.stdout_tail
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["username", "password", "role"]), text=HOSTILE)
+def test_user_form_fields_never_500(admin_client, field, text):
+    data = {"action": "create", "username": "newbie", "password": "a-long-enough-password", "role": "viewer",
+            field: text}
+    res = admin_client.post("/users/", data)
+    assert res.status_code in (200, 302)
+    if res.status_code == 200:
+        assert "error-text" in res.content.decode()
+    User.objects.filter(username=data["username"]).exclude(username="admin").delete()

@@ -163,3 +163,16 @@ def test_remove_leaves_no_alias_and_no_rc_line(world):
         assert "ifconfig_em0_alias" not in world.exec(host, ["cat", "/etc/rc.conf"]).stdout
         assert world.exec(host, ["sysrc", "-f", "/boot/loader.conf", "-n", "carp_load"]).stdout == "YES\n"
     assert set(statuses(run, "server-1").values()) <= {"ok", "changed"}
+
+
+def test_changing_password_and_advskew_updates_runtime_and_rc_conf_on_every_node(world):
+    cluster = _configured(world, password="first-pass-1")
+    services.cluster_save(cluster=cluster, data={"master_advskew": 20}, carp_password="second-pass-2")
+    run = _run(cluster, "configure")
+    assert run.status == Run.Status.OK, [s.message for s in run.steps.filter(status="failed")]
+    assert run.steps.filter(name="vip-now", status="changed").count() == 2
+    for host, skew in (("server-1", 20), ("server-2", 100)):
+        line = world.exec(host, ["sysrc", "-n", "ifconfig_em0_alias0"]).stdout
+        assert f"advskew {skew} pass second-pass-2 alias" in line
+        assert f"advskew {skew}" in world.exec(host, ["ifconfig", "em0"]).stdout
+    assert _states(cluster) == {"server-1": "MASTER", "server-2": "BACKUP"}
