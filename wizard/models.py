@@ -77,7 +77,7 @@ class Server(models.Model):
 
 class Run(models.Model):
     class Kind(models.TextChoices):
-        SETUP = "setup", "Preflight, prepare and verify"
+        SETUP = "setup", "Setup: preflight, prepare, verify (and configure)"
         PREFLIGHT = "preflight", "Preflight"
         PREPARE = "prepare", "Prepare"
         VERIFY = "verify", "Verify"
