@@ -55,6 +55,25 @@ def test_killed_worker_marks_run_interrupted_within_60s_and_rerun_converges(worl
     assert AuditEntry.objects.filter(action="run.interrupted", object_id=str(run.pk)).exists()
 
 
+def test_run_time_limit_stops_a_run_that_takes_too_long(world, tmp_path):
+    cluster = lab_cluster(world)
+    world.fault("server-1", "netem", "300", "0")
+    limited = start_worker(tmp_path / "limited.log", "limited", "-Q", "limited", "-c", "1",
+                           env={"CARPWEB_RUN_TIMEOUT": "4"})
+    try:
+        run = Run.objects.create(cluster=cluster, kind="setup", created_by_name="test")
+        started = time.monotonic()
+        tasks.run_execute.apply_async((run.pk,), queue="limited")
+        wait_run(run, limit=60)
+        assert run.status == Run.Status.FAILED
+        assert "CARPWEB_RUN_TIMEOUT (4 s)" in run.summary
+        assert time.monotonic() - started < 30
+        assert _wait_for(lambda: not run.steps.filter(status__in=["pending", "running"]).exists(), limit=20)
+    finally:
+        limited.terminate()
+        limited.wait(20)
+
+
 def test_two_workers_and_duplicate_messages_never_run_a_run_twice(world, tmp_path):
     cluster = lab_cluster(world)
     second = start_worker(tmp_path / "second.log", "second", "-c", "2")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -243,18 +244,31 @@ def run_execute(run_id: int) -> Run:
                      [carp_pass, *[crypto.decrypt(s.secret_enc) for s in servers]], carp_pass)
     stop = threading.Event()
     threading.Thread(target=_heartbeat, args=(run_id, stop), daemon=True).start()
+    limit = settings.CARPWEB_RUN_TIMEOUT
+    timed_out = False
     try:
         plan_run(ctx)
-        with ThreadPoolExecutor(max_workers=max(1, min(32, len(servers)))) as pool:
-            results = list(pool.map(lambda s: _connect_and_run_node(ctx, s), servers))
-        node_ok = all(r for r, s in zip(results, servers, strict=True) if s.role == Server.Role.NODE)
-        ops = cluster_steps(run)
-        if ops:
-            cluster_ops.execute(ctx, [name for name, _ in ops], node_ok)
+        pool = ThreadPoolExecutor(max_workers=max(1, min(32, len(servers))))
+        futures = [pool.submit(_connect_and_run_node, ctx, s) for s in servers]
+        done, pending = wait(futures, timeout=limit)
+        timed_out = bool(pending)
+        pool.shutdown(wait=False, cancel_futures=True)
+        if not timed_out:
+            results = [f.result() for f in futures]
+            node_ok = all(r for r, s in zip(results, servers, strict=True) if s.role == Server.Role.NODE)
+            ops = cluster_steps(run)
+            if ops:
+                cluster_ops.execute(ctx, [name for name, _ in ops], node_ok)
     finally:
         stop.set()
         for session in ctx.sessions.values():
-            session.conn.close()
+            session.conn.close()  # also ends any step still waiting on a server after a timeout
+    if timed_out:
+        run_timed_out(run_id)
+        audit.record("run.finish", obj=run, cluster=cluster, after={"kind": run.kind, "status": "failed",
+                                                                    "summary": "time limit"},
+                     link=f"/runs/{run.pk}/", actor=run.created_by, actor_name=run.created_by_name)
+        return Run.objects.get(pk=run_id)
     run.refresh_from_db()
     failed = run.steps.filter(status=Step.Status.FAILED)
     changed = run.steps.filter(status=Step.Status.CHANGED).count()
@@ -279,6 +293,7 @@ def run_execute(run_id: int) -> Run:
 
 def run_timed_out(run_id: int) -> str:
     limit = settings.CARPWEB_RUN_TIMEOUT
+    time.sleep(0.5)  # let the steps cut short by the closed sessions record their failure first
     Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
         status=Run.Status.FAILED, finished=timezone.now(),
         summary=f"stopped: the run took longer than CARPWEB_RUN_TIMEOUT ({limit:g} s)")
