@@ -34,7 +34,8 @@ def start_worker(log: Path, name: str, *extra: str, env: dict[str, str] | None =
     """A real `celery worker` process (its own session, so a test can kill it and its pool at once)."""
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "carpweb", "worker", "-l", "info",
-                                 "-n", f"{name}{os.getpid()}@%h", *extra], cwd=ROOT, env={**worker_env(), **(env or {})},
+                                 "-n", f"{name}{os.getpid()}@%h", *extra], cwd=ROOT,
+                                env={**worker_env(), **(env or {})},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while " ready." not in log.read_text():
