@@ -127,10 +127,28 @@ def test_privilege_users(fresh_lab):
         ask.close()
 
 
-def test_older_versions_layout():
-    from lab.freebsd.kld import KERNEL_FILES_11  # the 11.x layout table exists and differs
+@pytest.mark.parametrize(("version", "header", "has_dscp"), [
+    ("11.2-RELEASE", "Id Refs Address            Size     Name", False),
+    ("14.3-RELEASE", "Id Refs Address                Size Name", True),
+])
+def test_version_specific_outputs(tmp_path, monkeypatch, capsys, version, header, has_dscp):
+    """kldstat's column layout changed after 11.x, and net.inet.carp.dscp does not exist on 11.2."""
+    import json
 
-    assert KERNEL_FILES_11[0][4] == "kernel"
+    from lab.freebsd import kld, sysctl
+    from lab.freebsd.state import Host
+
+    (tmp_path / "host.json").write_text(json.dumps({"name": "old", "version": version, "hostdir": str(tmp_path)}))
+    monkeypatch.setenv("CARPLAB_HOST_DIR", str(tmp_path))
+    host = Host()
+    with host.locked() as state:
+        state["carp_loaded"] = True
+        state["carp_fileid"], state["carp_modid"] = 6, 501
+    assert kld.kldstat(host, []) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == header and lines[-1].endswith(" carp.ko")
+    assert sysctl.sysctl(host, ["net.inet.carp"]) == 0
+    assert ("net.inet.carp.dscp" in capsys.readouterr().out) is has_dscp
 
 
 def test_command_log_records_each_session_command(fresh_lab, s1):
