@@ -160,8 +160,7 @@ CARPWEB_DRIFT_CHECK = os.environ.get("CARPWEB_DRIFT_CHECK", "0") == "1"
 CARPWEB_SSH_CONNECT_TIMEOUT = float(os.environ.get("CARPWEB_SSH_CONNECT_TIMEOUT", "10"))
 CARPWEB_SSH_COMMAND_TIMEOUT = float(os.environ.get("CARPWEB_SSH_COMMAND_TIMEOUT", "30"))
 CARPWEB_RUN_TIMEOUT = float(os.environ.get("CARPWEB_RUN_TIMEOUT", "900"))
-# The runner enforces CARPWEB_RUN_TIMEOUT itself; Celery's hard limit is the backstop for a stuck worker.
-CELERY_TASK_TIME_LIMIT = CARPWEB_RUN_TIMEOUT + 120
+# The runner enforces CARPWEB_RUN_TIMEOUT itself; wizard.tasks.run_execute has Celery's hard limit as backstop.
 
 # Content Security Policy (Django's own): scripts and styles only from carpweb itself. htmx works under it
 # because no page uses inline scripts, inline handlers or hx-on, and htmx's indicator styles are turned off

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 from django.db import close_old_connections
 from django.utils import timezone
 
-from .carp import service_ip
+from .carp import facts, service_ip
+from .carp.steps import CommandResult
 from .models import Drill, Server, Step
-from .ssh import SSHError
+from .ssh import Result, SSHError
 
 if TYPE_CHECKING:
     from .runner import RunContext, Session
@@ -81,8 +82,8 @@ def gather(ctx: RunContext) -> tuple[list[service_ip.NodeFacts], bool | None]:
         try:
             found.append(service_ip.node_facts(
                 server.name, t, session.run(f"ifconfig {t.interface}").stdout,
-                _as_result(session.run("sysctl -n net.inet.carp.demotion")),
-                _as_result(session.run("sysctl -n net.inet.carp.preempt")),
+                _fact(session.run("sysctl -n net.inet.carp.demotion")),
+                _fact(session.run("sysctl -n net.inet.carp.preempt")),
                 session.run("cat /etc/rc.conf").stdout, server.maintenance))
         except SSHError as e:
             found.append(service_ip.NodeFacts(server.name, None, None, False, None, None, None, server.maintenance,
@@ -97,8 +98,14 @@ def gather(ctx: RunContext) -> tuple[list[service_ip.NodeFacts], bool | None]:
     return found, answers
 
 
-def _as_result(res: object) -> service_ip.CommandResult:
-    return service_ip.CommandResult(res.code, res.stdout, res.stderr)  # type: ignore[attr-defined]
+def _fact(res: Result) -> CommandResult:
+    return CommandResult(res.code, res.stdout, res.stderr)
+
+
+def _is_master(ctx: RunContext, name: str) -> bool:
+    t = ctx.targets[name]
+    iface = facts.parse_ifconfig(ctx.sessions[name].run(f"ifconfig {t.interface}").stdout).get(t.interface)
+    return bool(iface and any(c.vhid == ctx.cluster.vhid and c.state == "MASTER" for c in iface.carp))
 
 
 def _prober(ctx: RunContext, found: list[service_ip.NodeFacts] | None = None) -> Session | None:
@@ -176,12 +183,7 @@ def maintenance(ctx: RunContext, row: Step) -> bool:
         _end(ctx, row, "failed", f"{target.name}: carp is not loaded.")
         return False
     _set_demotion(session, current, 240 if on else 0, sent)
-    Server.objects.filter(pk=target.pk).update(maintenance=on)
-    target.maintenance = on
-    for server in ctx.cluster.servers.all():  # the context's view of the flag
-        if server.pk == target.pk:
-            server.maintenance = on
-    ctx.cluster.refresh_from_db()
+    Server.objects.filter(pk=target.pk).update(maintenance=on)  # the check that follows reads it back
     _end(ctx, row, "changed" if sent else "ok",
          f"{target.name} {'in' if on else 'out of'} maintenance (demotion {240 if on else 0}).", sent)
     return True
@@ -234,10 +236,7 @@ def drill(ctx: RunContext) -> bool:
         limit = 3 * cluster.advbase + 8
         while time.monotonic() - t0 < limit and new_master is None:
             for name in backups:
-                t = ctx.targets[name]
-                text = ctx.sessions[name].run(f"ifconfig {t.interface}").stdout
-                iface = service_ip.facts.parse_ifconfig(text).get(t.interface)
-                if iface and any(c.vhid == cluster.vhid and c.state == "MASTER" for c in iface.carp):
+                if _is_master(ctx, name):
                     new_master, takeover = name, time.monotonic() - t0
                     break
             else:
@@ -288,13 +287,10 @@ def _restore(ctx: RunContext, session: Session, master: str, record: Drill, row:
 
 def _failback(ctx: RunContext, master: str, row: Step) -> bool:
     ctx.save(row, status=Step.Status.RUNNING, started=timezone.now())
-    t = ctx.targets[master]
     t0 = time.monotonic()
     limit = 3 * ctx.cluster.advbase + 10
     while time.monotonic() - t0 < limit:
-        text = ctx.sessions[master].run(f"ifconfig {t.interface}").stdout
-        iface = service_ip.facts.parse_ifconfig(text).get(t.interface)
-        if iface and any(c.vhid == ctx.cluster.vhid and c.state == "MASTER" for c in iface.carp):
+        if _is_master(ctx, master):
             _end(ctx, row, "ok", f"{master} is MASTER again after {time.monotonic() - t0:.2f} s")
             return True
         time.sleep(0.2)

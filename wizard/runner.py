@@ -108,7 +108,7 @@ class RunContext:
         return self.rows[(server, name)]
 
 
-def plan_run(ctx: RunContext) -> list[Server]:
+def plan_run(ctx: RunContext) -> None:
     """Every step row exists (pending) before anything runs, so the page shows the whole plan at once."""
     run = ctx.run
     steps = node_steps(run)
@@ -122,10 +122,8 @@ def plan_run(ctx: RunContext) -> list[Server]:
                           title=s.title) for i, s in enumerate(steps, start=1)]
     rows += [Step(run=run, server=None, server_name=CLUSTER_ROW, position=i, phase="cluster", name=name,
                   title=title) for i, (name, title) in enumerate(cluster_steps(run))]
-    for row in Step.objects.bulk_create(rows):
-        ctx.rows[(row.server_name, row.name)] = row
+    Step.objects.bulk_create(rows)
     ctx.rows = {(r.server_name, r.name): r for r in run.steps.all()}
-    return servers
 
 
 def _execute_step(ctx: RunContext, session: Session, step: carp_steps.Step, row: Step) -> bool:

@@ -13,10 +13,6 @@ INVENTORY_STATES = [("", "any state"), ("healthy", "healthy"), ("degraded", "deg
                     ("never", "never verified")]
 
 
-def cluster_list() -> QuerySet[Cluster]:
-    return Cluster.objects.prefetch_related("servers").order_by("name")
-
-
 def cluster_inventory(*, q: str = "", state: str = "") -> QuerySet[Cluster]:
     """The inventory page: search, state filter, and the last run without one query per row."""
     last = Run.objects.filter(cluster=OuterRef("pk")).order_by("-created")
@@ -48,10 +44,6 @@ def audit_entries(filters: dict[str, Any]) -> QuerySet[AuditEntry]:
     if filters.get("until"):
         qs = qs.filter(ts__date__lte=filters["until"])
     return qs.order_by("-id")
-
-
-def run_last(cluster: Cluster) -> Run | None:
-    return cluster.runs.order_by("-created").first()
 
 
 def run_rows_by_server(run: Run) -> list[tuple[str, list[Step]]]:

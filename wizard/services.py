@@ -242,7 +242,7 @@ def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = ""
     with transaction.atomic():
         # The row lock serialises concurrent starts across web processes and machines.
         Cluster.objects.select_for_update().get(pk=cluster.pk)
-        runner.runs_reap()  # a run whose worker died must not block the cluster forever
+        runs_reap()  # a run whose worker died must not block the cluster forever
         busy = cluster.runs.filter(status__in=[Run.Status.PENDING, Run.Status.RUNNING]).first()
         if busy:
             raise ServiceError(f"{busy} is still in progress on {cluster.name}; wait for it to finish.")

@@ -169,7 +169,7 @@ def run_create(request: HttpRequest, pk: int) -> HttpResponse:
                                  target=form.cleaned_data["target"], confirm=form.cleaned_data["confirm"])
     except services.ServiceError as e:
         messages.error(request, str(e))
-        return redirect(request.POST.get("back") == "review" and "wizard-review" or "cluster-detail", pk=pk)
+        return redirect("wizard-review" if request.POST.get("back") == "review" else "cluster-detail", pk=pk)
     return redirect("run-detail", pk=run.pk)
 
 

@@ -119,9 +119,19 @@ def _judge_vip_now(t: Target, r: list[CommandResult]) -> Outcome | Change:
                f"pass \"{PASS_REF}\"")
         why = " after an unhealthy check" if t.reapply and same_params and password_current else ""
         return Change([cmd], f"update vhid {t.vhid} (advskew {t.advskew}, advbase {t.advbase}, password){why}")
-    cmd = (f"ifconfig {q(t.interface)} inet vhid {t.vhid} advskew {t.advskew} advbase {t.advbase} "
-           f"pass \"{PASS_REF}\" alias {t.vip}/{t.vip_prefix}")
-    return Change([cmd], f"add {t.vip}/{t.vip_prefix} with vhid {t.vhid}, advskew {t.advskew}")
+    return Change(_vip_add_changes(t), f"add {t.vip}/{t.vip_prefix} with vhid {t.vhid}, advskew {t.advskew}")
+
+
+def _vip_add_changes(t: Target) -> list[str]:
+    assert isinstance(t, CarpTarget)
+    return [f"ifconfig {q(t.interface)} inet vhid {t.vhid} advskew {t.advskew} advbase {t.advbase} "
+            f"pass \"{PASS_REF}\" alias {t.vip}/{t.vip_prefix}"]
+
+
+def _vip_persist_plan(t: Target) -> list[str]:
+    assert isinstance(t, CarpTarget)
+    return [f"sysrc ifconfig_{t.interface}_aliasK=\"{alias_value(t)}\"   "
+            "# K: this vhid's line, else the next free number"]
 
 
 def _pass_in(line: str | None) -> str:
@@ -142,7 +152,7 @@ def _judge_vip_persist(t: Target, r: list[CommandResult]) -> Outcome | Change:
     ], f"write ifconfig_{t.interface}_alias{slot} in /etc/rc.conf")
 
 
-def pass_check_command(t: CarpTarget) -> str:
+def pass_check_command(t: Target) -> str:
     """Exit 0 when rc.conf's line for the vhid carries exactly the intended password (compared on the server)."""
     slot_var = f"ifconfig_{t.interface}_alias"
     return (f"for n in $(seq 0 63); do v=$(sysrc -n {slot_var}$n 2>/dev/null) || break; "
@@ -188,13 +198,9 @@ CONFIGURE_STEPS: list[Step] = [
     Step("preempt-persist", "configure", "preempt in /etc/sysctl.conf", lambda t: [f"cat {SYSCTL_CONF}"],
          _judge_preempt_persist, lambda t: sysctl_conf_set("net.inet.carp.preempt", "1", t.stamp)),
     Step("vip-now", "configure", "Service IP on the interface now",
-         lambda t: [f"ifconfig {q(t.interface)}", pass_check_command(t)], _judge_vip_now,  # type: ignore[arg-type]
-         lambda t: [f"ifconfig {q(t.interface)} inet vhid {t.vhid} advskew {t.advskew} "  # type: ignore[attr-defined]
-                    f"advbase {t.advbase} pass \"{PASS_REF}\" alias {t.vip}/{t.vip_prefix}"]),  # type: ignore[attr-defined]
+         lambda t: [f"ifconfig {q(t.interface)}", pass_check_command(t)], _judge_vip_now, _vip_add_changes),
     Step("vip-persist", "configure", "Service IP in /etc/rc.conf",
-         lambda t: [f"cat {RC_CONF}", pass_check_command(t)], _judge_vip_persist,  # type: ignore[arg-type]
-         lambda t: [f"sysrc ifconfig_{t.interface}_aliasK=\"{alias_value(t)}\"   "  # type: ignore[arg-type]
-                    "# K: this vhid's line, else the next free number"]),
+         lambda t: [f"cat {RC_CONF}", pass_check_command(t)], _judge_vip_persist, _vip_persist_plan),
 ]
 
 
