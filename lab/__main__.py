@@ -7,8 +7,10 @@ import dataclasses
 import json
 import sys
 
+from .faults import FAULT_KINDS
+from .proc import LabError
 from .topology import LabConfig
-from .world import FAULT_KINDS, Lab, LabError, lab_available
+from .world import Lab, lab_available
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="build the lab (idempotent)")
     up.add_argument("--servers", type=int, default=2)
+    up.add_argument("--key-store", metavar="DIR", help="reuse SSH keys kept here (made on first use)")
     up.add_argument("--version", action="append", default=[], metavar="HOST=VERSION",
                     help="FreeBSD version of a host: 14, 13 or 11.2 (default 14.3-RELEASE)")
     sub.add_parser("down", help="remove every namespace, process and file of the lab")
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("lab: cannot start: " + why, file=sys.stderr)
                 return 1
             versions = dict(v.split("=", 1) for v in ns.version)
-            hosts = Lab(_config(ns, ns.servers, versions)).up()
+            hosts = Lab(_config(ns, ns.servers, versions)).up(key_store=ns.key_store)
             for h in hosts:
                 print("%-10s %-14s ssh -p %d -i %s root@127.0.0.1   %s" % (
                     h.name, h.address, h.ssh_port, h.user("root")["key_path"], h.host_key_fingerprint))

@@ -10,14 +10,33 @@ import os
 import shutil
 import subprocess
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import files
-from .topology import HostSpec
-from .world import FAULT_KINDS, LabError, _alive, _kill_group, sh
+from .layout import Layout
+from .proc import LabError, alive, kill_group, sh
+from .topology import HostSpec, LabConfig
 
-if TYPE_CHECKING:
-    from .world import Lab
+FAULT_KINDS = ("link-down", "link-up", "sshd-stop", "sshd-start", "sshd-hang", "hostkey-change",
+               "netem", "rogue-carp", "linux", "clear")
+
+
+class Lab(Protocol):
+    """What a fault needs of the lab (lab.world.Lab)."""
+
+    config: LabConfig
+    layout: Layout
+
+    def ns(self, host: str) -> str: ...
+    def hostdir(self, host: str) -> str: ...
+    def _spec(self, host: str) -> HostSpec: ...
+    def _info(self, host: str) -> dict[str, Any]: ...
+    def _update(self, host: str, **values: Any) -> None: ...
+    def _enter(self, info: dict[str, Any]) -> list[str]: ...
+    def _start_relay(self, spec: HostSpec) -> int: ...
+    def restart_sshd(self, spec: HostSpec, info: dict[str, Any]) -> None: ...
+    def exec(self, host: str, argv: list[str], timeout: float = 60, check: bool = False,
+             input: str | None = None) -> subprocess.CompletedProcess[str]: ...
 
 
 def apply(lab: Lab, host: str, kind: str, *args: str) -> None:
@@ -31,14 +50,14 @@ def apply(lab: Lab, host: str, kind: str, *args: str) -> None:
     elif kind == "link-up":
         lab.exec(host, ["carplab", "link", "up"], check=True)
     elif kind == "sshd-stop":
-        _kill_group(info["relay"])
-        _kill_group(info["sshd"])
+        kill_group(info["relay"])
+        kill_group(info["sshd"])
         sh("pkill", "-9", "-f", "EXEC:" + os.path.join(hd, "relay.sh"), check=False)
         lab._update(host, relay=0, sshd=0, sshd_stopped=True)
     elif kind == "sshd-start":
         _restore_sshd(lab, spec, info)
     elif kind == "sshd-hang":
-        _kill_group(info["sshd"])
+        kill_group(info["sshd"])
         hang = subprocess.Popen(
             [*lab._enter(info), "socat", "TCP-LISTEN:22,bind=%s,reuseaddr,fork" % spec.address,
              "SYSTEM:sleep 3600"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -78,7 +97,7 @@ def _rogue(lab: Lab, host: str, spec: HostSpec, info: dict[str, Any], args: tupl
     skew = args[3] if len(args) > 3 else "0"
     hd = lab.hostdir(host)
     if info.get("rogue"):
-        _kill_group(info["rogue"])
+        kill_group(info["rogue"])
     passfile = os.path.join(hd, "run", "rogue.pass")
     fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -99,7 +118,7 @@ def _clear(lab: Lab, host: str, spec: HostSpec) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(hd, "run", "netem"))
     if info.get("rogue"):
-        _kill_group(info["rogue"])
+        kill_group(info["rogue"])
         lab.exec(host, ["ip", "addr", "flush", "dev", "em0", "scope", "global"])
         lab.exec(host, ["ip", "addr", "add", "%s/%d" % (spec.address, lab.config.network.prefixlen),
                          "dev", "em0"])
@@ -122,9 +141,9 @@ def _clear(lab: Lab, host: str, spec: HostSpec) -> None:
 
 def _restore_sshd(lab: Lab, spec: HostSpec, info: dict[str, Any]) -> None:
     if info.get("hang"):
-        _kill_group(info["hang"])
+        kill_group(info["hang"])
     lab.restart_sshd(spec, info)
     relay = info.get("relay", 0)
-    if not relay or not _alive(relay):
+    if not relay or not alive(relay):
         relay = lab._start_relay(spec)
     lab._update(spec.name, hang=0, relay=relay, sshd_stopped=False)

@@ -7,15 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import TYPE_CHECKING
 
 from .freebsd.main import COMMANDS
+from .layout import Layout
 from .topology import USERS, HostSpec
 
-if TYPE_CHECKING:
-    from .world import Lab
-
 EMULATOR_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "freebsd")
+# What a fresh install does not have and carpweb (or a test) may add; `reset_host` removes it.
+INSTALLED_LATER = ["/usr/local/etc/devd", "/usr/local/etc/newsyslog.conf.d", "/usr/local/libexec", "/var/log/carpweb",
+                   "/var/log/messages", "/var/db/carpweb"]
 
 SYSCTL_CONF = """\
 # $FreeBSD$
@@ -42,6 +42,36 @@ def _write(path: str, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
+def make_key(path: str, comment: str, store: str | None = None) -> None:
+    """An ed25519 key pair at `path`: taken from `store` when it holds one by that name, else generated
+    (and then kept in `store`), so a rebuilt lab can present the same keys as before."""
+    kept = os.path.join(store, os.path.basename(path)) if store else None
+    if kept and os.path.exists(kept) and os.path.exists(kept + ".pub"):
+        shutil.copy2(kept, path)
+        shutil.copy2(kept + ".pub", path + ".pub")
+        return
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path], check=True,
+                   capture_output=True)
+    if kept and store:
+        os.makedirs(store, mode=0o700, exist_ok=True)
+        shutil.copy2(path, kept)
+        shutil.copy2(path + ".pub", kept + ".pub")
+
+
+def store_keys(lab: Layout, hosts: list[str]) -> None:
+    """Keep a running lab's keys in its key store, where the store has none yet (a new data dir)."""
+    if not lab.key_store:
+        return
+    pairs = [(lab.key_path, lab.key_store)] + [(os.path.join(lab.hostdir(h), "ssh_host_ed25519_key"),
+                                                 os.path.join(lab.key_store, h)) for h in hosts]
+    for key, store in pairs:
+        kept = os.path.join(store, os.path.basename(key))
+        if os.path.exists(key) and not os.path.exists(kept):
+            os.makedirs(store, mode=0o700, exist_ok=True)
+            shutil.copy2(key, kept)
+            shutil.copy2(key + ".pub", kept + ".pub")
+
+
 def install_emulator(labdir: str) -> None:
     """Copy the emulator into the lab and put one command per FreeBSD program in its bin directory."""
     target = os.path.join(labdir, "emu", "freebsd")
@@ -51,6 +81,9 @@ def install_emulator(labdir: str) -> None:
         _write(os.path.join(labdir, "bin", name),
                "#!%s -IS\nimport sys\nsys.path.insert(0, %r)\nfrom freebsd.main import run\nrun(%r)\n"
                % (_python(), os.path.join(labdir, "emu"), name), 0o755)
+    # FreeBSD's `tail -f`/`-F` is woken by kqueue as soon as the file grows; GNU tail cannot use inotify on the
+    # lab's overlay /var and would poll once a second, so the lab's polls every 0.1 s (FreeBSD's timing).
+    _write(os.path.join(labdir, "bin", "tail"), '#!/bin/sh\nexec /usr/bin/tail -s 0.1 "$@"\n', 0o755)
     os.chmod(labdir, 0o755)
 
 
@@ -58,7 +91,7 @@ def write_faults(hostdir: str, **faults: bool) -> None:
     _write(os.path.join(hostdir, "faults.json"), json.dumps(faults))
 
 
-def write_system_files(lab: Lab, spec: HostSpec) -> None:
+def write_system_files(lab: Layout, spec: HostSpec) -> None:
     """/etc/rc.conf, /etc/sysctl.conf and /boot/loader.conf as a fresh FreeBSD install has them."""
     hd = lab.hostdir(spec.name)
     net = lab.config.network
@@ -70,7 +103,7 @@ def write_system_files(lab: Lab, spec: HostSpec) -> None:
     _write(os.path.join(hd, "etc.upper", "sysctl.conf"), SYSCTL_CONF)
     _write(os.path.join(hd, "boot", "loader.conf"), 'kern.geom.label.disk_ident.enable="0"\n')
     for stale in os.listdir(os.path.join(hd, "run")):
-        if stale.startswith("vhid"):
+        if stale.startswith(("vhid", "devd")):
             os.unlink(os.path.join(hd, "run", stale))
 
 
@@ -105,28 +138,39 @@ def _accounts(hd: str) -> None:
            0o400)
 
 
-def write_host_tree(lab: Lab, spec: HostSpec) -> None:
+def write_host_tree(lab: Layout, spec: HostSpec) -> None:
+    """Everything a host is made of, in its folder: identity, accounts, system files, sshd and the glue."""
     hd = lab.hostdir(spec.name)
-    for sub in ("etc.upper/carplab", "etc.work", "boot", "run", "home"):
+    for sub in ("etc.upper/carplab", "etc.work", "boot", "run", "home", "local.upper", "local.work", "var.upper",
+                "var.work"):
         os.makedirs(os.path.join(hd, sub), exist_ok=True)
     os.chmod(os.path.join(lab.dir, "hosts"), 0o755)
     os.chmod(hd, 0o755)
+    _write_identity(lab, spec)
+    _accounts(hd)
+    write_system_files(lab, spec)
+    write_faults(hd, linux=False)
+    _write(os.path.join(hd, "commands.log"), "", 0o666)
+    key = os.path.join(hd, "ssh_host_ed25519_key")
+    make_key(key, "root@" + spec.name, os.path.join(lab.key_store, spec.name) if lab.key_store else None)
+    _write(os.path.join(hd, "sshd_config"), _sshd_config(lab, spec, key))
+    _write_session_scripts(lab, spec)
+    _write_carp_hooks(hd)
+
+
+def _write_identity(lab: Layout, spec: HostSpec) -> None:
+    hd = lab.hostdir(spec.name)
     cfg = {"name": spec.name, "address": spec.address, "prefix": lab.config.network.prefixlen,
            "subnet": lab.config.subnet, "gateway": lab.config.gateway, "iface": "em0",
            "version": spec.version, "hostdir": hd}
     _write(os.path.join(hd, "host.json"), json.dumps(cfg))
     _write(os.path.join(hd, "etc.upper", "carplab", "host.json"), json.dumps(cfg))
     _write(os.path.join(hd, "etc.upper", "hostname"), spec.name + "\n")
-    _write(os.path.join(hd, "etc.upper", "hosts"),
-           "127.0.0.1\tlocalhost\n%s\t%s\n" % (spec.address, spec.name))
-    _accounts(hd)
-    write_system_files(lab, spec)
-    write_faults(hd, linux=False)
-    _write(os.path.join(hd, "commands.log"), "", 0o666)
-    key = os.path.join(hd, "ssh_host_ed25519_key")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@" + spec.name, "-f", key],
-                   check=True, capture_output=True)
-    _write(os.path.join(hd, "sshd_config"), f"""\
+    _write(os.path.join(hd, "etc.upper", "hosts"), "127.0.0.1\tlocalhost\n%s\t%s\n" % (spec.address, spec.name))
+
+
+def _sshd_config(lab: Layout, spec: HostSpec, key: str) -> str:
+    return f"""\
 ListenAddress {spec.address}:22
 HostKey {key}
 PidFile none
@@ -143,8 +187,13 @@ PrintLastLog no
 MaxStartups 200:30:400
 MaxSessions 64
 LogLevel ERROR
-ForceCommand {hd}/session.sh
-""")
+ForceCommand {lab.hostdir(spec.name)}/session.sh
+"""
+
+
+def _write_session_scripts(lab: Layout, spec: HostSpec) -> None:
+    """The SSH session wrapper (logs each command, runs it with /bin/sh), the namespace holder, the relay."""
+    hd = lab.hostdir(spec.name)
     # Every command an SSH session runs is logged (one line, timestamped) and then run by /bin/sh,
     # root's shell on FreeBSD: no bash, no .bashrc.
     _write(os.path.join(hd, "session.sh"), f"""\
@@ -159,8 +208,12 @@ set -e
 hostname {spec.name}
 mount -t overlay overlay -o lowerdir=/etc,upperdir={hd}/etc.upper,workdir={hd}/etc.work /etc
 mount --bind {hd}/boot /boot
+# The host's own /usr/local (devd rules, scripts carpweb installs) and /var (logs, /var/db): they survive
+# `lab reboot`, as a disk does.
+mount -t overlay overlay -o lowerdir=/usr/local,upperdir={hd}/local.upper,workdir={hd}/local.work /usr/local
 mount --bind {lab.dir}/bin /usr/local/sbin
 mount --bind {lab.dir}/bin /usr/local/bin
+mount -t overlay overlay -o lowerdir=/var,upperdir={hd}/var.upper,workdir={hd}/var.work /var
 touch {hd}/run/holder.ready
 exec sleep infinity
 """)
@@ -174,16 +227,21 @@ if [ -f {hd}/run/netem ]; then
 fi
 exec nsenter --net=/run/netns/{gw_ns} socat STDIO TCP:{spec.address}:22,nodelay
 """, 0o755)
+
+
+def _write_carp_hooks(hd: str) -> None:
+    """ucarp's up and down scripts: add or remove the VIP and record the state for `ifconfig`."""
+    # The host's vhids report through the emulated kernel (its log line, devd); a rogue speaker only moves.
     _write(os.path.join(hd, "carp-up.sh"), f"""\
 #!/bin/sh
 # ucarp: this host became MASTER for vhid $3 ($2 on $1)
 ip -4 addr add "$2/32" dev "$1" 2>/dev/null
+case "$3" in [0-9]*) exec /usr/local/sbin/carplab carp-event "$3" MASTER;; esac
 echo MASTER > {hd}/run/vhid$3.state
-echo "$(date -u +%FT%T.%3NZ) carp: $3@$1: BACKUP -> MASTER" >> {hd}/run/carp.log
 """, 0o755)
     _write(os.path.join(hd, "carp-down.sh"), f"""\
 #!/bin/sh
 ip -4 addr del "$2/32" dev "$1" 2>/dev/null
+case "$3" in [0-9]*) exec /usr/local/sbin/carplab carp-event "$3" BACKUP;; esac
 echo BACKUP > {hd}/run/vhid$3.state
-echo "$(date -u +%FT%T.%3NZ) carp: $3@$1: -> BACKUP" >> {hd}/run/carp.log
 """, 0o755)

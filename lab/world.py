@@ -12,55 +12,18 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import files
+from . import faults, files
+from .layout import Layout
+from .proc import LabError, alive, kill_group, sh
 from .topology import USERS, HostSpec, LabConfig
 
-FAULT_KINDS = ("link-down", "link-up", "sshd-stop", "sshd-start", "sshd-hang", "hostkey-change",
-               "netem", "rogue-carp", "linux", "clear")
-
-
-class LabError(RuntimeError):
-    """A lab operation failed; the message says what and where."""
-
-
-def sh(*argv: str, check: bool = True, timeout: float = 30, env: dict[str, str] | None = None,
-       input: str | None = None) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input,
-                         check=False)
-    if check and res.returncode != 0:
-        raise LabError("%s failed (%d): %s" % (" ".join(argv), res.returncode, res.stderr.strip()))
-    return res
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
-    if pid <= 1:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
+FAULT_KINDS = faults.FAULT_KINDS
 
 def lab_available() -> tuple[bool, str]:
     """Whether this process can build a lab, and if not, why."""
@@ -100,23 +63,24 @@ class Lab:
 
     def __init__(self, config: LabConfig | None = None) -> None:
         self.config = config or LabConfig()
-        self.dir = self.config.dir
-        self.state_path = os.path.join(self.dir, "lab.json")
+        self.layout = Layout(self.config)
+        self.dir = self.layout.dir
+        self.state_path = self.layout.state_path
 
     # -- naming ---------------------------------------------------------------------------------
     def ns(self, host: str) -> str:
-        return "%s-%s" % (self.config.name, host)
+        return self.layout.ns(host)
 
     @property
     def switch_ns(self) -> str:
-        return "%s-switch" % self.config.name
+        return self.layout.switch_ns
 
     def hostdir(self, host: str) -> str:
-        return os.path.join(self.dir, "hosts", host)
+        return self.layout.hostdir(host)
 
     @property
     def key_path(self) -> str:
-        return os.path.join(self.dir, "keys", "id_ed25519")
+        return self.layout.key_path
 
     # -- state file -----------------------------------------------------------------------------
     def _load(self) -> dict[str, Any]:
@@ -150,15 +114,18 @@ class Lab:
         state = self._load()
         if not state or state.get("config") != self.config.to_dict():
             return False
-        return all(_alive(h.get("holder", 0)) and _alive(h.get("sshd", 0)) or h.get("sshd_stopped")
+        return all(alive(h.get("holder", 0)) and alive(h.get("sshd", 0)) or h.get("sshd_stopped")
                    for h in state.get("hosts", {}).values()) and len(state.get("hosts", {})) == len(
             self.config.hosts())
 
-    def up(self) -> list[HostInfo]:
-        """Build the lab; a second call on a healthy lab changes nothing."""
+    def up(self, key_store: str | None = None) -> list[HostInfo]:
+        """Build the lab; a second call on a healthy lab changes nothing. With `key_store`, the client key
+        and the hosts' SSH host keys are reused from (or kept in) that folder across rebuilds."""
+        self.layout = Layout(self.config, os.path.abspath(key_store) if key_store else None)
         with self._lock():
             if self.is_up():
                 files.install_emulator(self.dir)  # keeps a running lab's commands current
+                files.store_keys(self.layout, [spec.name for spec in self.config.hosts()])
                 return self.status()
             self._teardown()
             state: dict[str, Any] = {"config": self.config.to_dict(), "hosts": {}, "created": []}
@@ -184,7 +151,7 @@ class Lab:
             state["created"].append("/run/sshd")
         files.install_emulator(self.dir)
         os.makedirs(os.path.dirname(self.key_path), exist_ok=True)
-        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "carplab", "-f", self.key_path)
+        files.make_key(self.key_path, "carplab", self.layout.key_store)
         with open(self.key_path + ".pub") as f, open(os.path.join(self.dir, "keys", "authorized_keys"), "w") as a:
             a.write(f.read())
         sw = self.switch_ns
@@ -211,7 +178,7 @@ class Lab:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         if spec.role != "gateway":
             sh("ip", "-n", ns, "route", "add", "default", "via", self.config.gateway, "dev", "em0")
-        files.write_host_tree(self, spec)
+        files.write_host_tree(self.layout, spec)
         holder = subprocess.Popen(
             ["ip", "netns", "exec", ns, "unshare", "-m", "-u", "--propagation", "private",
              "/bin/sh", os.path.join(hd, "holder.sh")],
@@ -280,7 +247,7 @@ class Lab:
         for info in state.get("hosts", {}).values():
             for key in ("relay", "hang", "rogue"):
                 if info.get(key):
-                    _kill_group(info[key])
+                    kill_group(info[key])
         # Relays forked per connection carry the lab dir in their command line.
         sh("pkill", "-9", "-f", "EXEC:" + self.dir + "/", check=False)
         prefix = self.config.name + "-"
@@ -289,7 +256,7 @@ class Lab:
         for ns in names:
             pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
             for pid in pids:
-                _kill_group(int(pid))
+                kill_group(int(pid))
         for ns in names:
             for _ in range(50):
                 if sh("ip", "netns", "del", ns, check=False).returncode == 0:
@@ -365,7 +332,7 @@ class Lab:
             with open("/proc/%s/comm" % pid) as f:
                 comm = f.read().strip()
             if comm == "sshd" and int(pid) != info["sshd"]:
-                _kill_group(int(pid))
+                kill_group(int(pid))
         self.exec(host, ["carplab", "halt"], check=True)
         self.exec(host, ["carplab", "boot"], check=True)
 
@@ -373,19 +340,18 @@ class Lab:
         """Back to a fresh install: faults cleared, files as first written, carp unloaded."""
         self.fault(host, "clear")
         self.exec(host, ["carplab", "halt"], check=True)
-        files.write_system_files(self, self._spec(host))
+        self.exec(host, ["rm", "-rf", *files.INSTALLED_LATER], check=True)
+        files.write_system_files(self.layout, self._spec(host))
         self.clear_log(host)
 
     # -- faults ---------------------------------------------------------------------------------
     def fault(self, host: str, kind: str, *args: str) -> None:
         """Break (or mend) one host: see FAULT_KINDS and lab/faults.py."""
-        from . import faults
-
         faults.apply(self, host, kind, *args)
 
     def restart_sshd(self, spec: HostSpec, info: dict[str, Any]) -> None:
         if info.get("sshd"):
-            _kill_group(info["sshd"])
+            kill_group(info["sshd"])
             for _ in range(200):
                 res = sh("ip", "netns", "exec", self.ns(spec.name), "ss", "-Htln", "sport = :22", check=False)
                 if spec.address not in res.stdout:

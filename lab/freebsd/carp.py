@@ -6,12 +6,15 @@ up/down scripts add or remove the VIP and record MASTER/BACKUP for ``ifconfig`` 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import time
 from typing import Any
 
+from . import devd
 from .state import CARP_MAXSKEW, Host
 
 
@@ -51,9 +54,13 @@ def status(host: Host, state: dict[str, Any], vhid: str) -> str:
         return "BACKUP"
 
 
-def stop(host: Host, state: dict[str, Any], vhid: str) -> None:
+def stop(host: Host, state: dict[str, Any], vhid: str, why: str = "") -> None:
+    """Stop the vhid's speaker: for good (`why` says why: the vhid goes INIT) or to start it again at once."""
     entry = state["vhids"].get(vhid, {})
     pid = entry.get("pid", 0)
+    if why:  # ucarp's shutdown hook would report BACKUP first; carp(4) goes straight to INIT
+        with open(_stopped_path(host, vhid), "w") as f:
+            f.write(why + "\n")
     if _alive(pid, vhid):
         os.kill(pid, signal.SIGTERM)
         for _ in range(200):
@@ -63,10 +70,8 @@ def stop(host: Host, state: dict[str, Any], vhid: str) -> None:
     entry["pid"] = 0
     # ucarp's -z runs the down script on exit; make sure the address is gone either way.
     _vip_del(host, entry)
-    _write_state(host, vhid, "INIT")
-
-
-
+    if why:
+        transition(host, vhid, "INIT", why)
 
 def _vip_del(host: Host, entry: dict[str, Any]) -> None:
     for addr in entry.get("addrs", []):
@@ -74,15 +79,44 @@ def _vip_del(host: Host, entry: dict[str, Any]) -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
-def _write_state(host: Host, vhid: str, value: str) -> None:
-    path = os.path.join(host.dir, "run", "vhid%s.state" % vhid)
-    with open(path, "w") as f:
-        f.write(value + "\n")
+def _state_path(host: Host, vhid: str) -> str:
+    return os.path.join(host.dir, "run", "vhid%s.state" % vhid)
+
+
+def _stopped_path(host: Host, vhid: str) -> str:
+    return os.path.join(host.dir, "run", "vhid%s.stopped" % vhid)
+
+
+def speaker_event(host: Host, vhid: str, new: str, reason: str) -> None:
+    """What ucarp's up/down hooks report; ignored for a vhid that was stopped (it is INIT until started)."""
+    if not os.path.exists(_stopped_path(host, vhid)):
+        transition(host, vhid, new, reason)
+
+
+def transition(host: Host, vhid: str, new: str, reason: str) -> None:
+    """A state change as carp(4) makes it: the kernel's `carp:` line in /var/log/messages, then devd's
+    `system=CARP subsystem=VHID@IF type=STATE` event. No line and no event when the state did not change."""
+    iface = host.cfg["iface"]
+    with open(os.path.join(host.dir, "run", "events.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(_state_path(host, vhid)) as f:
+                old = f.read().strip() or "INIT"
+        except FileNotFoundError:
+            old = "INIT"
+        if old == new:
+            return
+        with open(_state_path(host, vhid), "w") as f:
+            f.write(new + "\n")
+        host.kernel_log("carp: %s@%s: %s -> %s (%s)" % (vhid, iface, old, new, reason))
+        devd.notify(host, "CARP", "%s@%s" % (vhid, iface), new)
 
 
 def start(host: Host, state: dict[str, Any], vhid: str) -> None:
     """(Re)start the speaker for a vhid with the current advbase, skew, password and preempt."""
     stop(host, state, vhid)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_stopped_path(host, vhid))
     entry = state["vhids"][vhid]
     if not state["carp_loaded"] or not state["sysctl"]["allow"] or not entry.get("addrs"):
         return
@@ -95,7 +129,7 @@ def start(host: Host, state: dict[str, Any], vhid: str) -> None:
         # ucarp keeps a NUL inside its 20-byte key, so it takes at most 19 bytes where FreeBSD takes 20;
         # every lab node cuts the same way, so elections still agree.
         f.write((entry.get("pass") or "").encode()[:19].decode("utf-8", "ignore"))
-    _write_state(host, vhid, "BACKUP")
+    transition(host, vhid, "BACKUP", "initialization complete")  # nothing when it was BACKUP already
     argv = [
         "ucarp", "--interface=" + host.cfg["iface"], "--srcip=" + host.cfg["address"],
         "--vhid=" + vhid, "--passfile=" + passfile,
@@ -121,9 +155,9 @@ def restart_all(host: Host, state: dict[str, Any]) -> None:
         start(host, state, vhid)
 
 
-def stop_all(host: Host, state: dict[str, Any]) -> None:
+def stop_all(host: Host, state: dict[str, Any], why: str) -> None:
     for vhid in list(state["vhids"]):
-        stop(host, state, vhid)
+        stop(host, state, vhid, why)
 
 
 def force_backup(state: dict[str, Any], vhid: str) -> None:

@@ -112,53 +112,58 @@ def _int(text: str) -> int:
         return -1
 
 
-def configure(host: Host, name: str, args: list[str]) -> int:  # noqa: C901 - one FreeBSD grammar
+def _parse_request(args: list[str]) -> tuple[dict[str, Any], str | None]:
+    """ifconfig's words after the interface -> the request, or an error message."""
     req: dict[str, Any] = {"alias": True}
     netmask = None
     i = 0
     while i < len(args):
         tok = args[i]
         nxt = args[i + 1] if i + 1 < len(args) else None
-        if tok in ("inet",):
-            pass
-        elif tok in ("alias", "add"):
-            req["alias"] = True
-        elif tok in ("-alias", "delete"):
-            req["alias"] = False
+        if tok in ("alias", "add", "-alias", "delete"):
+            req["alias"] = tok in ("alias", "add")
         elif tok in ("up", "down"):
             req["link"] = tok
         elif tok in ("vhid", "advskew", "advbase", "pass", "state", "netmask"):
             if nxt is None:
-                err("ifconfig: '%s' requires argument" % tok)
-                return 1
+                return req, "ifconfig: '%s' requires argument" % tok
             if tok == "netmask":
                 netmask = nxt
             else:
                 req[tok] = nxt
             i += 1
-        else:
+        elif tok != "inet":
             req["addr_token"] = tok
         i += 1
     if "addr_token" in req:
         req["addr"] = _parse_addr(req["addr_token"], netmask)
         if req["addr"] is None:
-            err("ifconfig: %s: bad value" % req["addr_token"])
-            return 1
+            return req, "ifconfig: %s: bad value" % req["addr_token"]
+    return req, None
+
+
+def _check_request(req: dict[str, Any]) -> str | None:
+    """FreeBSD's own argument checks, in its order; the error it prints, or None."""
     for param in ("advskew", "advbase", "pass", "state"):
         if param in req and "vhid" not in req:
-            err("ifconfig: %s requires vhid" % param)
-            return 1
+            return "ifconfig: %s requires vhid" % param
     if "vhid" in req:
         vhid = _int(req["vhid"])
         if vhid <= 0 or vhid > 255:
-            err("ifconfig: vhid must be greater than 0 and less than 255")
-            return 1
+            return "ifconfig: vhid must be greater than 0 and less than 255"
         req["vhid"] = str(vhid)
     if "state" in req and req["state"].lower() not in STATES:
-        err("ifconfig: unknown state")
-        return 1
+        return "ifconfig: unknown state"
     if not is_root():
-        err("ifconfig: %s: Operation not permitted" % ("SIOCSVH" if "vhid" in req else "SIOCAIFADDR"))
+        return "ifconfig: %s: Operation not permitted" % ("SIOCSVH" if "vhid" in req else "SIOCAIFADDR")
+    return None
+
+
+def configure(host: Host, name: str, args: list[str]) -> int:
+    req, error = _parse_request(args)
+    error = error or _check_request(req)
+    if error:
+        err(error)
         return 1
     if "link" in req:
         link_set(host, req["link"] == "up")
@@ -186,11 +191,11 @@ def _configure_vhid(host: Host, req: dict[str, Any]) -> int:
             if entry is None or req["addr"].split("/")[0] not in [a.split("/")[0] for a in entry["addrs"]]:
                 err("ifconfig: ioctl (SIOCDIFADDR): Can't assign requested address")
                 return 1
-            carp.stop(host, state, vhid)
             entry["addrs"] = [a for a in entry["addrs"] if a.split("/")[0] != req["addr"].split("/")[0]]
             if entry["addrs"]:
                 carp.start(host, state, vhid)
             else:
+                carp.stop(host, state, vhid, "vhid removed")
                 del state["vhids"][vhid]
             return 0
         advskew = _int(req.get("advskew", str(entry["advskew"] if entry else 0)))
@@ -249,7 +254,7 @@ def link_set(host: Host, up: bool) -> None:
     if not up:
         _ip("link", "set", iface, "down")
         with host.locked() as state:
-            carp.stop_all(host, state)
+            carp.stop_all(host, state, "hardware interface down")
         return
     _ip("link", "set", iface, "up")
     for _ in range(200):

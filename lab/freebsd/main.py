@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import carp, ifconfig, kld, net, rcfile, sysctl
+from . import carp, devd, ifconfig, kld, net, rcfile, sysctl
 from .state import Host, err, fresh_kernel
 
 COMMANDS = {
@@ -20,7 +20,10 @@ COMMANDS = {
     "route": net.route,
     "netstat": net.netstat,
     "ping": net.ping,
+    "service": devd.service,
 }
+# What carp(4) logs as the reason of the transitions ucarp reports.
+CARP_REASONS = {"MASTER": "master timed out", "BACKUP": "more frequent advertisement received"}
 # With the `linux` fault a host answers as plain Debian: these exist there, the rest do not.
 LINUX_BINARIES = {"uname": "/bin/uname", "sysctl": "/sbin/sysctl", "ping": "/bin/ping"}
 
@@ -28,7 +31,7 @@ LINUX_BINARIES = {"uname": "/bin/uname", "sysctl": "/sbin/sysctl", "ping": "/bin
 def halt(host: Host) -> None:
     """Power off: every runtime change (module, sysctls, vhids and their speakers) is lost."""
     with host.locked() as state:
-        carp.stop_all(host, state)
+        carp.stop_all(host, state, "system shutdown")
         for alias in state.get("aliases", []):
             ifconfig._ip("addr", "del", alias, "dev", host.cfg["iface"])
         state.clear()
@@ -36,7 +39,8 @@ def halt(host: Host) -> None:
 
 
 def boot(host: Host) -> None:
-    """What FreeBSD's loader and rc do with the three files, in that order."""
+    """What FreeBSD's loader and rc do with the three files, in that order; devd starts with its rules."""
+    devd.load(host)
     loader = rcfile.parse(rcfile.read_file("/boot/loader.conf"))
     if loader.get("carp_load", "").upper() == "YES":
         kld.kldload(host, ["-n", "carp"])
@@ -63,6 +67,8 @@ def run(name: str) -> None:
             halt(host)
         elif action == "link":
             ifconfig.link_set(host, args[1] == "up")
+        elif action == "carp-event":  # ucarp's up/down scripts: this host became MASTER or BACKUP
+            carp.speaker_event(host, args[1], args[2], CARP_REASONS[args[2]])
         else:
             err("carplab: unknown action %r" % action)
             sys.exit(2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getopt
 import re
 import subprocess
+import sys
 
 from . import carp
 from .state import Host, err, out
@@ -63,6 +64,37 @@ PING_USAGE = ("usage: ping [-AaDdfHnoQqRrv] [-C pcp] [-c count] [-G sweepmaxsize
               "            [-W waittime] [-z tos] IPv4-host")
 
 
+def _linux_ping(o: dict[str, str], target: str) -> list[str]:
+    """FreeBSD's ping options as Linux ping's: -t is the whole run's timeout (s), -W the wait per reply (ms)."""
+    cmd = ["/bin/ping", "-n", "-c", o.get("-c", "1000000")]
+    if "-t" in o:
+        cmd += ["-w", o["-t"]]
+    if "-W" in o:
+        cmd += ["-W", str(max(1, int(o["-W"]) // 1000))]
+    for flag, linux in (("-i", "-i"), ("-s", "-s"), ("-S", "-I")):
+        if flag in o:
+            cmd += [linux, o[flag]]
+    return cmd + [target]
+
+
+def _relay(proc: subprocess.Popen[str], o: dict[str, str], target: str, size: str) -> tuple[list[str], list[float]]:
+    """Print each reply as FreeBSD does, as it comes (a drill's prober reads them live)."""
+    seen: list[str] = []
+    times: list[float] = []
+    for line in proc.stdout or []:
+        seen.append(line)
+        if line.startswith("PING"):
+            out("PING %s (%s): %s data bytes" % (target, target, size))
+        m = re.search(r"from (\S+): icmp_seq=(\d+) ttl=(\d+) time=([\d.]+) ms", line)
+        if m:
+            times.append(float(m.group(4)))
+            if "-q" not in o:
+                out("%d bytes from %s: icmp_seq=%d ttl=%s time=%.3f ms" % (
+                    int(size) + 8, m.group(1).rstrip(":"), int(m.group(2)) - 1, m.group(3), float(m.group(4))))
+        sys.stdout.flush()
+    return seen, times
+
+
 def ping(host: Host, argv: list[str]) -> int:
     try:
         opts, args = getopt.getopt(argv, "c:t:W:i:s:qnS:")
@@ -72,35 +104,16 @@ def ping(host: Host, argv: list[str]) -> int:
     if len(args) != 1:
         err(PING_USAGE)
         return 64
-    o = dict(opts)
-    count = o.get("-c", "1000000")
-    # FreeBSD: -t is the whole run's timeout in seconds, -W the wait per reply in ms.
-    cmd = ["/bin/ping", "-n", "-c", count]
-    if "-t" in o:
-        cmd += ["-w", o["-t"]]
-    if "-W" in o:
-        cmd += ["-W", str(max(1, int(o["-W"]) // 1000))]
-    if "-i" in o:
-        cmd += ["-i", o["-i"]]
-    if "-s" in o:
-        cmd += ["-s", o["-s"]]
-    if "-S" in o:
-        cmd += ["-I", o["-S"]]
-    target = args[0]
-    res = subprocess.run(cmd + [target], capture_output=True, text=True, check=False)
-    if res.returncode not in (0, 1):
-        msg = res.stderr.strip().split(": ", 1)[-1] or "cannot resolve %s: Unknown host" % target
+    o, target = dict(opts), args[0]
+    size = o.get("-s", "56")
+    proc = subprocess.Popen(_linux_ping(o, target), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen, times = _relay(proc, o, target, size)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if proc.wait() not in (0, 1):
+        msg = stderr.strip().split(": ", 1)[-1] or "cannot resolve %s: Unknown host" % target
         err("ping: %s" % msg)
         return 68 if "resolve" in msg or "Name or service" in msg else 2
-    size = o.get("-s", "56")
-    out("PING %s (%s): %s data bytes" % (target, target, size))
-    times = []
-    for m in re.finditer(r"from (\S+): icmp_seq=(\d+) ttl=(\d+) time=([\d.]+) ms", res.stdout):
-        times.append(float(m.group(4)))
-        if "-q" not in o:
-            out("%d bytes from %s: icmp_seq=%d ttl=%s time=%.3f ms" % (
-                int(size) + 8, m.group(1).rstrip(":"), int(m.group(2)) - 1, m.group(3), float(m.group(4))))
-    stats = re.search(r"(\d+) packets transmitted, (\d+) received", res.stdout)
+    stats = re.search(r"(\d+) packets transmitted, (\d+) received", "".join(seen))
     sent, got = (int(stats.group(1)), int(stats.group(2))) if stats else (0, 0)
     out("\n--- %s ping statistics ---" % target)
     loss = 100.0 * (sent - got) / sent if sent else 0.0

@@ -64,6 +64,63 @@ def delete_value(text: str, name: str) -> str:
     return "\n".join(kept) + ("\n" if kept else "")
 
 
+def _unknown(flags: set[str], name: str) -> int:
+    if "-i" in flags:
+        return 0
+    err("sysrc: unknown variable '%s'" % name)
+    return 1
+
+
+def _delete(path: str, flags: set[str], name: str, text: str, current: dict[str, str]) -> int:
+    if name not in current:
+        return _unknown(flags, name)
+    if not os.access(path, os.W_OK):
+        err("sysrc: %s: Permission denied" % path)
+        return 2
+    write_atomic(path, delete_value(text, name))
+    return 0
+
+
+def _assign(path: str, flags: set[str], name: str, value: str, text: str, current: dict[str, str]) -> int:
+    if (os.path.exists(path) and not os.access(path, os.W_OK)) or not os.access(os.path.dirname(path) or ".",
+                                                                                   os.W_OK):
+        err("sysrc: %s: Permission denied" % path)
+        return 2
+    write_atomic(path, set_value(text, name, value))
+    if "-q" not in flags:
+        out("%s: %s -> %s" % (name, current.get(name, ""), value))
+    return 0
+
+
+def _show(flags: set[str], name: str, current: dict[str, str]) -> int:
+    if name not in current:
+        return _unknown(flags, name)
+    if "-n" in flags:
+        out(current[name])
+    elif "-e" in flags:
+        out('%s="%s"' % (name, current[name]))
+    else:
+        out("%s: %s" % (name, current[name]))
+    return 0
+
+
+def _one(path: str, flags: set[str], arg: str) -> int:
+    """One NAME, NAME=VALUE or (-x) NAME argument of sysrc: 0, 1, or 2 for "stop: permission denied"."""
+    name, eq, value = arg.partition("=")
+    if not NAME_RE.match(name):
+        err("sysrc: %s: name contains characters not allowed in shell" % name)
+        return 1
+    text = read_file(path)
+    current = parse(text)
+    if "-c" in flags:
+        return 1 if (eq and current.get(name) != value) or (not eq and name not in current) else 0
+    if "-x" in flags:
+        return _delete(path, flags, name, text, current)
+    if eq:
+        return _assign(path, flags, name, value, text, current)
+    return _show(flags, name, current)
+
+
 def sysrc(host: Host, argv: list[str]) -> int:
     try:
         opts, args = getopt.getopt(argv, "f:ncxiqe")
@@ -71,56 +128,14 @@ def sysrc(host: Host, argv: list[str]) -> int:
         err("sysrc: %s" % e)
         return 1
     flags = {o for o, _ in opts}
-    path = "/etc/rc.conf"
-    for o, v in opts:
-        if o == "-f":
-            path = v
+    path = next((v for o, v in opts if o == "-f"), "/etc/rc.conf")
     if not args:
         err("usage: sysrc [-cdDeEFhinNqvx] [-f file] [--] name[[+|-]=value] ...")
         return 1
     rc = 0
     for arg in args:
-        name, eq, value = arg.partition("=")
-        if not NAME_RE.match(name):
-            err("sysrc: %s: name contains characters not allowed in shell" % name)
-            rc = 1
-            continue
-        text = read_file(path)
-        current = parse(text)
-        if "-c" in flags:
-            if (eq and current.get(name) != value) or (not eq and name not in current):
-                rc = 1
-            continue
-        if "-x" in flags:
-            if name not in current:
-                if "-i" not in flags:
-                    err("sysrc: unknown variable '%s'" % name)
-                    rc = 1
-                continue
-            if not os.access(path, os.W_OK):
-                err("sysrc: %s: Permission denied" % path)
-                return 1
-            write_atomic(path, delete_value(text, name))
-            continue
-        if eq:
-            if (os.path.exists(path) and not os.access(path, os.W_OK)) or not os.access(
-                    os.path.dirname(path) or ".", os.W_OK):
-                err("sysrc: %s: Permission denied" % path)
-                return 1
-            before = current.get(name, "")
-            write_atomic(path, set_value(text, name, value))
-            if "-q" not in flags:
-                out("%s: %s -> %s" % (name, before, value))
-            continue
-        if name not in current:
-            if "-i" not in flags:
-                err("sysrc: unknown variable '%s'" % name)
-                rc = 1
-            continue
-        if "-n" in flags:
-            out(current[name])
-        elif "-e" in flags:
-            out('%s="%s"' % (name, current[name]))
-        else:
-            out("%s: %s" % (name, current[name]))
+        status = _one(path, flags, arg)
+        if status == 2:  # permission denied ends sysrc at once
+            return 1
+        rc = rc or status
     return rc

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,6 +62,13 @@ class Host:
                 return json.load(f)
         except FileNotFoundError:
             return fresh_kernel()
+
+    def kernel_log(self, message: str) -> None:
+        """A kernel message as syslogd writes it to /var/log/messages (and dmesg shows it)."""
+        stamp = time.strftime("%b %e %H:%M:%S", time.localtime())
+        os.makedirs("/var/log", exist_ok=True)
+        with open("/var/log/messages", "a") as f:
+            f.write("%s %s kernel: %s\n" % (stamp, self.cfg["name"], message))
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, Any]]:

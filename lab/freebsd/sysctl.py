@@ -87,7 +87,7 @@ def _set(host: Host, name: str, value: int, flags: set[str]) -> int:
             if after:
                 carp.restart_all(host, state)
             else:
-                carp.stop_all(host, state)
+                carp.stop_all(host, state, "carp disabled")
     if "-n" in flags:
         out(str(after))
     else:

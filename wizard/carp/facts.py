@@ -1,18 +1,51 @@
-"""Facts: a command to read something from a FreeBSD host, and a parser of its output.
+"""Facts: each is the command that reads one thing from a FreeBSD host, plus the parser of its output.
 
-Outputs follow shared/reference/freebsd-carp.md; parsers accept the variants it lists.
+The command lives with its fact, once, with every value quoted (pyinfra's shape). Outputs follow
+shared/reference/freebsd-carp.md; parsers accept the variants it lists. Pure: no I/O here.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+q = shlex.quote
+T_co = TypeVar("T_co", covariant=True)
 
 CARP_LINE = re.compile(r"^\s*carp:\s+(INIT|BACKUP|MASTER)\s+vhid\s+(\d+)\s+advbase\s+(\d+)\s+advskew\s+(\d+)")
 INET_LINE = re.compile(r"^\s*inet\s+(\d+\.\d+\.\d+\.\d+)\s+netmask\s+(0x[0-9a-fA-F]{8})(?:.*?\svhid\s+(\d+))?")
 IFACE_HEAD = re.compile(r"^([A-Za-z0-9_.]+):\s+flags=")
+DEMOTION = "net.inet.carp.demotion"
+PREEMPT = "net.inet.carp.preempt"
+ALLOW = "net.inet.carp.allow"
 
 
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command returned: the only result type (the SSH transport returns it too)."""
+
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    def error(self) -> str:
+        return self.stderr.strip() or self.stdout.strip()
+
+
+class Fact(Protocol[T_co]):
+    def command(self) -> str: ...
+
+    def parse(self, result: CommandResult) -> T_co: ...
+
+
+# -- ifconfig ----------------------------------------------------------------------------------
 @dataclass
 class InetAddress:
     address: str
@@ -36,6 +69,16 @@ class Interface:
     carp: list[CarpStatus] = field(default_factory=list)
     status: str = ""
 
+    def carp_status(self, vhid: int) -> CarpStatus | None:
+        return next((c for c in self.carp if c.vhid == vhid), None)
+
+    def has_carp_address(self, address: str, vhid: int) -> bool:
+        return any(a.address == address and a.vhid == vhid for a in self.inet)
+
+    def own_addresses(self) -> list[InetAddress]:
+        """The interface's own addresses (not CARP ones)."""
+        return [a for a in self.inet if a.vhid is None]
+
 
 def parse_ifconfig(text: str) -> dict[str, Interface]:
     """`ifconfig` or `ifconfig IF`: every interface with its IPv4 addresses and CARP status lines."""
@@ -46,29 +89,68 @@ def parse_ifconfig(text: str) -> dict[str, Interface]:
         if head:
             current = Interface(head.group(1), up="<UP" in line)
             interfaces[current.name] = current
-            continue
-        if current is None:
-            continue
-        if m := INET_LINE.match(line):
-            prefix = bin(int(m.group(2), 16)).count("1")
-            current.inet.append(InetAddress(m.group(1), prefix, int(m.group(3)) if m.group(3) else None))
-        elif m := CARP_LINE.match(line):
-            current.carp.append(CarpStatus(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))))
-        elif line.strip().startswith("status:"):
-            current.status = line.split(":", 1)[1].strip()
+        elif current is not None:
+            _parse_interface_line(current, line)
     return interfaces
 
 
-def parse_route_gateway(text: str) -> str | None:
-    """`route -n get default`: the gateway line, or None when there is no default route."""
-    m = re.search(r"^\s*gateway:\s+(\S+)", text, re.M)
-    return m.group(1) if m else None
+def _parse_interface_line(current: Interface, line: str) -> None:
+    if m := INET_LINE.match(line):
+        prefix = bin(int(m.group(2), 16)).count("1")
+        current.inet.append(InetAddress(m.group(1), prefix, int(m.group(3)) if m.group(3) else None))
+    elif m := CARP_LINE.match(line):
+        current.carp.append(CarpStatus(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))))
+    elif line.strip().startswith("status:"):
+        current.status = line.split(":", 1)[1].strip()
 
 
-def parse_uname(text: str) -> tuple[str, str]:
-    """`uname -s; uname -r` on two lines -> (system, release)."""
-    lines = text.split()
-    return (lines[0] if lines else "", lines[1] if len(lines) > 1 else "")
+@dataclass(frozen=True)
+class Ifconfig:
+    """`ifconfig [IF]`: interfaces by name (empty when the command failed)."""
+
+    interface: str = ""
+
+    def command(self) -> str:
+        return f"ifconfig {q(self.interface)}" if self.interface else "ifconfig"
+
+    def parse(self, result: CommandResult) -> dict[str, Interface]:
+        return parse_ifconfig(result.stdout) if result.ok else {}
+
+
+@dataclass(frozen=True)
+class InterfaceNames:
+    """`ifconfig -l`: every interface's name."""
+
+    def command(self) -> str:
+        return "ifconfig -l"
+
+    def parse(self, result: CommandResult) -> list[str]:
+        return result.stdout.split()
+
+
+# -- identity and privilege -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class UserId:
+    """`id -u`: the uid commands run as (0 means root), None when the privilege command refused."""
+
+    def command(self) -> str:
+        return "id -u"
+
+    def parse(self, result: CommandResult) -> int | None:
+        text = result.stdout.strip()
+        return int(text) if result.ok and text.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Uname:
+    """`uname -s; uname -r` -> (system, release)."""
+
+    def command(self) -> str:
+        return "uname -s; uname -r"
+
+    def parse(self, result: CommandResult) -> tuple[str, str]:
+        words = result.stdout.split()
+        return (words[0] if words else "", words[1] if len(words) > 1 else "")
 
 
 def parse_freebsd_major(release: str) -> int | None:
@@ -76,21 +158,91 @@ def parse_freebsd_major(release: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def parse_sysrc_value(code: int, text: str) -> str | None:
-    """`sysrc -f FILE -n NAME`: the value, or None when the variable is unset (exit 1)."""
-    return text.strip() if code == 0 else None
+# -- network --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DefaultGateway:
+    """`route -n get default`: the gateway line, or None when there is no default route."""
+
+    def command(self) -> str:
+        return "route -n get default"
+
+    def parse(self, result: CommandResult) -> str | None:
+        m = re.search(r"^\s*gateway:\s+(\S+)", result.stdout, re.M)
+        return m.group(1) if m else None
 
 
-def parse_sysctl_int(code: int, text: str) -> int | None:
+@dataclass(frozen=True)
+class Ping:
+    """FreeBSD's `ping -c 1 -t SECONDS HOST`: True when a reply came (exit 0; 2 when none did)."""
+
+    host: str
+    wait: int = 2
+
+    def command(self) -> str:
+        return f"ping -c 1 -t {int(self.wait)} {q(self.host)}"
+
+    def parse(self, result: CommandResult) -> bool:
+        return result.ok
+
+
+# -- kernel module, sysctl, files -------------------------------------------------------------------
+@dataclass(frozen=True)
+class KldLoaded:
+    """`kldstat -q -m MODULE`: exit 0 loaded (or compiled in), 1 not. FreeBSD's own tests check it so."""
+
+    module: str = "carp"
+
+    def command(self) -> str:
+        return f"kldstat -q -m {q(self.module)}"
+
+    def parse(self, result: CommandResult) -> bool:
+        return result.ok
+
+
+@dataclass(frozen=True)
+class SysctlInt:
     """`sysctl -n NAME`: the integer, or None for an unknown oid (carp not loaded)."""
-    if code != 0:
-        return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
+
+    name: str
+
+    def command(self) -> str:
+        return f"sysctl -n {q(self.name)}"
+
+    def parse(self, result: CommandResult) -> int | None:
+        try:
+            return int(result.stdout.strip()) if result.ok else None
+        except ValueError:
+            return None
 
 
+@dataclass(frozen=True)
+class SysrcValue:
+    """`sysrc -f FILE -n NAME`: the value, or None when the variable is unset (exit 1)."""
+
+    name: str
+    file: str = "/etc/rc.conf"
+
+    def command(self) -> str:
+        return f"sysrc -f {q(self.file)} -n {q(self.name)}"
+
+    def parse(self, result: CommandResult) -> str | None:
+        return result.stdout.strip() if result.ok else None
+
+
+@dataclass(frozen=True)
+class FileText:
+    """`cat PATH`: the file's text, empty when it is missing."""
+
+    path: str
+
+    def command(self) -> str:
+        return f"cat {q(self.path)}"
+
+    def parse(self, result: CommandResult) -> str:
+        return result.stdout if result.ok else ""
+
+
+# -- outputs of changes ------------------------------------------------------------------------------
 def parse_sysctl_change(text: str) -> tuple[str, str] | None:
     """`sysctl NAME=VALUE` prints `NAME: BEFORE -> AFTER`."""
     m = re.match(r"^\S+:\s+(\S*)\s+->\s+(\S*)\s*$", text.strip())
@@ -103,15 +255,10 @@ def parse_sysrc_change(text: str) -> tuple[str, str] | None:
     return (m.group(1).strip(), m.group(2)) if m else None
 
 
-def parse_ping_ok(code: int) -> bool:
-    """FreeBSD ping exits 0 when a reply came, 2 when none did."""
-    return code == 0
-
-
-def parse_kldstat_loaded(code: int) -> bool:
-    """`kldstat -q -m carp`: exit 0 loaded (or compiled in), 1 not."""
-    return code == 0
-
-
 def parse_kldload_error(stderr: str) -> str:
     return stderr.strip().removeprefix("kldload: ")
+
+
+def read_all(facts: list[Fact[Any]], results: list[CommandResult]) -> list[Any]:
+    """Each fact's value from its result, in order."""
+    return [fact.parse(result) for fact, result in zip(facts, results, strict=True)]

@@ -8,25 +8,12 @@ import time
 import pytest
 
 from tests.conftest import start_worker
-from tests.helpers import lab_cluster, wait_run
-from wizard import runner, services, tasks
+from tests.helpers import lab_cluster, wait_run, wait_until
+from wizard import services, tasks
 from wizard.models import AuditEntry, Run, Step
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-
-@pytest.fixture
-def world(fresh_lab, celery_worker_process):
-    return fresh_lab
-
-
-def _wait_for(predicate, limit=30.0, every=0.05):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return False
 
 
 def test_killed_worker_marks_run_interrupted_within_60s_and_rerun_converges(world, tmp_path):
@@ -35,16 +22,16 @@ def test_killed_worker_marks_run_interrupted_within_60s_and_rerun_converges(worl
     killer = start_worker(tmp_path / "doomed.log", "doomed", "-Q", "doomed", "-c", "1")
     run = Run.objects.create(cluster=cluster, kind="setup", created_by_name="test")
     tasks.run_execute.apply_async((run.pk,), queue="doomed")
-    assert _wait_for(lambda: Step.objects.filter(run=run, status__in=["ok", "changed"]).count() >= 3)
+    assert wait_until(lambda: Step.objects.filter(run=run, status__in=["ok", "changed"]).count() >= 3)
     os.killpg(killer.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     killer.wait(10)
 
     def interrupted():
-        runner.runs_reap()  # what the beat schedule runs every 15 s
+        services.runs_reap()  # what the beat schedule runs every 15 s
         return Run.objects.get(pk=run.pk).status == Run.Status.INTERRUPTED
 
-    assert _wait_for(interrupted, limit=60, every=1)
+    assert wait_until(interrupted, limit=60, every=1)
     assert time.monotonic() - killed_at <= 60
     run.refresh_from_db()
     assert "interrupted" in run.summary
@@ -68,21 +55,28 @@ def test_run_time_limit_stops_a_run_that_takes_too_long(world, tmp_path):
         assert run.status == Run.Status.FAILED
         assert "CARPWEB_RUN_TIMEOUT (4 s)" in run.summary
         assert time.monotonic() - started < 30
-        assert _wait_for(lambda: not run.steps.filter(status__in=["pending", "running"]).exists(), limit=20)
+        assert wait_until(lambda: not run.steps.filter(status__in=["pending", "running"]).exists(), limit=20)
     finally:
         limited.terminate()
         limited.wait(20)
 
 
-def test_two_workers_and_duplicate_messages_never_run_a_run_twice(world, tmp_path):
+def test_two_workers_and_duplicate_messages_never_run_a_run_twice(world, tmp_path, celery_worker_process):
     cluster = lab_cluster(world)
     second = start_worker(tmp_path / "second.log", "second", "-c", "2")
+    logs = [celery_worker_process.log_path, tmp_path / "second.log"]
+    offsets = {log: len(log.read_text()) for log in logs}
+
+    def deliveries_handled() -> int:
+        return sum(1 for log in logs for line in log.read_text()[offsets[log]:].splitlines()
+                   if "Task wizard.run_execute[" in line and " succeeded in " in line)
+
     try:
         run = Run.objects.create(cluster=cluster, kind="verify", created_by_name="test")
         for _ in range(4):  # a redelivery storm: every copy races for the same run
             tasks.run_execute.delay(run.pk)
         wait_run(run)
-        time.sleep(2)  # let the other copies arrive and find it claimed
+        wait_until(lambda: deliveries_handled() >= 4)  # every copy arrived and found the run claimed
         assert AuditEntry.objects.filter(action="run.finish", object_id=str(run.pk)).count() == 1
         planned = 2 * (1 + 3)  # connect + three verify steps per server
         assert run.steps.count() == planned
@@ -110,9 +104,9 @@ def test_link_cut_mid_run_leaves_files_whole_and_rerun_converges(world):
     run = services.run_start(cluster=cluster, kind="configure")
 
     def cut():
-        if _wait_for(lambda: Step.objects.filter(run=run, server_name="server-1", name="preempt",
-                                                 status="changed").exists(), limit=60, every=0.01):
-            world.fault("server-1", "link-down")
+        wait_until(lambda: Step.objects.filter(run=run, server_name="server-1", name="preempt",
+                                               status="changed").exists(), limit=60, every=0.01)
+        world.fault("server-1", "link-down")
 
     cutter = threading.Thread(target=cut)
     cutter.start()

@@ -2,22 +2,17 @@
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import lab_cluster, statuses, wait_run
+from tests.helpers import lab_cluster, statuses, wait_run, wait_until
 from wizard import crypto, services
 from wizard.models import AuditEntry, Drill, Run, Server, Step
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 VIP = "192.0.2.100"
 
-
-@pytest.fixture
-def world(fresh_lab, celery_worker_process):
-    return fresh_lab
 
 
 def _run(cluster, kind, limit=90, **kw):
@@ -76,7 +71,7 @@ def test_drill_outage_within_bound_and_failback(world):
     cluster = _configured(world)
     run = _run(cluster, "drill")
     drill = Drill.objects.get(run=run)
-    assert run.status == Run.Status.OK, drill.message
+    assert run.status == Run.Status.OK, [(s.name, s.status, s.message) for s in run.steps.filter(cluster_wide=True)]
     assert drill.probe == "client"
     assert drill.master_before == "server-1" and drill.master_during == "server-2"
     assert drill.outage_s is not None and drill.bound_s is not None
@@ -90,12 +85,8 @@ def test_demotion_restored_after_a_fault_mid_drill(world):
     run = services.run_start(cluster=cluster, kind="drill")
 
     def cut_when_demoted():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if Step.objects.filter(run=run, name="drill-demote", status="changed").exists():
-                world.fault("server-1", "sshd-stop")
-                return
-            time.sleep(0.05)
+        wait_until(lambda: Step.objects.filter(run=run, name="drill-demote", status="changed").exists(), limit=60)
+        world.fault("server-1", "sshd-stop")
 
     cutter = threading.Thread(target=cut_when_demoted)
     cutter.start()
@@ -116,7 +107,8 @@ def test_demotion_restored_after_a_fault_mid_drill(world):
 def test_split_brain_from_a_wrong_password_is_explained(world):
     cluster = _configured(world)
     world.exec("server-2", ["ifconfig", "em0", "vhid", "1", "pass", "not-the-same"], check=True)
-    time.sleep(5)  # server-2 stops accepting server-1's adverts; it takes a master-down interval to split
+    # server-2 stops accepting server-1's adverts and, a master-down interval later, becomes MASTER too.
+    wait_until(lambda: "carp: MASTER" in world.exec("server-2", ["ifconfig", "em0"]).stdout, limit=15, every=0.2)
     run = _run(cluster, "check")
     assert run.status == Run.Status.FAILED
     message = run.steps.get(name="check").message
@@ -129,9 +121,8 @@ def test_split_brain_from_a_wrong_password_is_explained(world):
 def test_rogue_speaker_on_the_vhid_is_explained(world):
     cluster = _configured(world, password="lab-rogue-test", master_advskew=10)
     world.fault("client", "rogue-carp", "1", "lab-rogue-test", VIP, "0")
-    deadline = time.monotonic() + 15  # let the rogue win the election before looking
-    while time.monotonic() < deadline and "BACKUP" not in world.exec("server-1", ["ifconfig", "em0"]).stdout:
-        time.sleep(0.2)
+    # The rogue wins the election before Check looks.
+    wait_until(lambda: "BACKUP" in world.exec("server-1", ["ifconfig", "em0"]).stdout, limit=15, every=0.2)
     try:
         run = _run(cluster, "check")
         message = run.steps.get(name="check").message

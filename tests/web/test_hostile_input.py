@@ -1,4 +1,4 @@
-"""Every value that reaches a remote shell is validated and quoted: hostile input, then what is actually sent."""
+"""Hostile input on every form: never a 500, every refusal explained by its field, what is kept needs no quoting."""
 
 import shlex
 
@@ -8,12 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wizard import services
-from wizard.carp import service_ip
-from wizard.carp import steps as carp_steps
-from wizard.carp.validation import validate_interface
 from wizard.forms import ClusterForm, InterfaceForm
-from wizard.models import Run, Step
-from wizard.runner import RunContext, Session, _execute_step
+from wizard.validation import validate_interface
 
 pytestmark = pytest.mark.django_db
 HOSTILE = st.one_of(st.text(max_size=300), st.sampled_from([
@@ -76,45 +72,6 @@ def test_what_validation_accepts_needs_no_quoting(text):
         assert shlex.quote(cluster_form.cleaned_data["gateway"]) == cluster_form.cleaned_data["gateway"]
 
 
-class RecordingConnection:
-    """Stands in for ssh.Connection: records every command and stdin, answers 'nothing there yet'."""
-
-    def __init__(self):
-        self.sent: list[tuple[str, str | None]] = []
-        self.ep = type("Ep", (), {"name": "server-1"})()
-
-    def run(self, command, stdin=None, timeout=None):
-        from wizard.ssh import Result
-
-        self.sent.append((command, stdin))
-        return Result(1, "", "", 0.0)
-
-
-def test_recording_transport_sees_no_secret_and_only_validated_values(cluster):
-    password = "Pw.With-Odd:Chars=1"
-    services.cluster_save(cluster=cluster, data={"interface": "em0"}, carp_password=password)
-    run = Run.objects.create(cluster=cluster, kind="configure")
-    target = service_ip.CarpTarget("server-1", "192.0.2.11", "192.0.2.0/24", "192.0.2.1", "192.0.2.100", 1, "em0",
-                                   "20260101T000000", advskew=0)
-    conn = RecordingConnection()
-    ctx = RunContext(run, cluster, {"server-1": target}, [password], password)
-    session = Session(conn, [password], password)  # type: ignore[arg-type]
-    all_steps = carp_steps.STEPS + service_ip.CONFIGURE_STEPS + service_ip.REMOVE_STEPS
-    for i, step in enumerate(all_steps):
-        row = Step.objects.create(run=run, server_name="server-1", position=i, phase=step.phase, name=step.name,
-                                  title=step.title)
-        _execute_step(ctx, session, step, row)
-    commands = [c for c, _ in conn.sent]
-    assert any("vhid 1 advskew 0" in c for c in commands)  # the configure change really was planned and sent
-    for command, stdin in conn.sent:
-        assert password not in command
-        shlex.split(command)  # well-formed for a POSIX shell
-        if "$CARP_PASS" in command:
-            assert command.startswith("IFS= read -r CARP_PASS; ") and stdin == password + "\n"
-    for row in Step.objects.filter(run=run):
-        assert password not in row.command + row.message + row.stdout_tail
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(["username", "password", "role"]), text=HOSTILE)
 def test_user_form_fields_never_500(admin_client, field, text):
@@ -124,4 +81,4 @@ def test_user_form_fields_never_500(admin_client, field, text):
     assert res.status_code in (200, 302)
     if res.status_code == 200:
         assert "error-text" in res.content.decode()
-    User.objects.filter(username=data["username"]).exclude(username="admin").delete()
+    User.objects.exclude(username="admin").delete()  # whatever was created (a NUL cannot even be queried on PostgreSQL)

@@ -1,19 +1,14 @@
 """The wizard's runs end to end: a real Celery worker process, the lab's real sshd, real paramiko."""
 
-import time
 
 import pytest
 
-from tests.helpers import lab_cluster, messages, statuses, wait_run
+from tests.helpers import lab_cluster, messages, statuses, wait_run, wait_until
 from wizard import services, tasks
 from wizard.models import AuditEntry, Run
 
 pytestmark = [pytest.mark.lab, pytest.mark.django_db(transaction=True)]
 
-
-@pytest.fixture
-def world(fresh_lab, celery_worker_process):
-    return fresh_lab
 
 
 def test_fresh_cluster_all_green_then_rerun_changes_nothing(world):
@@ -42,15 +37,9 @@ def test_scheduled_check_reports_drift_when_carp_is_unloaded(world):
     assert wait_run(services.run_start(cluster=cluster, kind="setup")).status == Run.Status.OK
     world.exec("server-1", ["kldunload", "carp"], check=True)
     tasks.drift_check_all.delay()  # what celery beat sends, through the real broker to the real worker
-    deadline = time.monotonic() + 30
-    while not Run.objects.filter(created_by_name="scheduler").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    run = wait_run(Run.objects.get(created_by_name="scheduler"))
+    run = wait_run(wait_until(lambda: Run.objects.filter(trigger=Run.Trigger.SCHEDULE).first()))
     assert run.kind == "verify" and run.status == Run.Status.FAILED
-    deadline = time.monotonic() + 10
-    while not AuditEntry.objects.filter(action="drift").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    entry = AuditEntry.objects.get(action="drift")
+    entry = wait_until(lambda: AuditEntry.objects.filter(action="drift").first(), limit=10)
     assert entry.actor_name == "scheduler" and entry.cluster_name == "web"
     assert entry.after is not None and any("carp is not loaded on server-1" in f for f in entry.after["findings"])
     cluster.refresh_from_db()

@@ -14,7 +14,7 @@ from django.urls import reverse
 from wizard.models import Cluster
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

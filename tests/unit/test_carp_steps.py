@@ -1,0 +1,113 @@
+"""The carp layer's facts and node steps as data: recorded outputs -> parsed values -> verdicts and commands."""
+
+import pytest
+
+from wizard.carp import facts
+from wizard.carp import steps as s
+from wizard.carp.facts import CommandResult
+
+IFCONFIG_14 = """em0: flags=1008843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST,LOWER_UP> metric 0 mtu 1500
+\tether 08:00:27:aa:bb:cc
+\tinet 192.0.2.11 netmask 0xffffff00 broadcast 192.0.2.255
+\tinet 192.0.2.100 netmask 0xffffffff broadcast 192.0.2.100 vhid 1
+\tcarp: MASTER vhid 1 advbase 1 advskew 0
+\t      peer 224.0.0.18 peer6 ff02::12
+\tstatus: active
+lo0: flags=1008049<UP,LOOPBACK,RUNNING,MULTICAST,LOWER_UP> metric 0 mtu 16384
+\tinet 127.0.0.1 netmask 0xff000000
+"""
+T = s.Target("server-1", "192.0.2.11", "192.0.2.0/24", "192.0.2.1", "192.0.2.100", 1, "em0", "20260101T000000")
+
+
+def r(code=0, out="", err=""):
+    return CommandResult(code, out, err)
+
+
+def judge(step_name, *results):
+    """Run a step's judgement on recorded results, parsing them with the step's own facts."""
+    step = next(x for x in s.PREFLIGHT + s.PREPARE + s.VERIFY if x.name == step_name)
+    return step.judge(T, facts.read_all(step.reads(T), list(results)), list(results))
+
+
+def test_ifconfig_fact_reads_addresses_vhids_and_carp_state():
+    em0 = facts.Ifconfig("em0").parse(r(0, IFCONFIG_14))["em0"]
+    assert [(a.address, a.prefix, a.vhid) for a in em0.inet] == [("192.0.2.11", 24, None), ("192.0.2.100", 32, 1)]
+    assert [(c.state, c.vhid, c.advbase, c.advskew) for c in em0.carp] == [("MASTER", 1, 1, 0)]
+    assert em0.status == "active" and em0.carp_status(1) == em0.carp[0] and em0.has_carp_address("192.0.2.100", 1)
+    assert facts.Ifconfig("em9").parse(r(1, "", "ifconfig: interface em9 does not exist")) == {}
+
+
+def test_facts_against_the_reference_transcripts():
+    assert facts.DefaultGateway().parse(r(0, "   route to: default\n    gateway: 192.0.2.1\n")) == "192.0.2.1"
+    assert facts.SysrcValue("carp_load", "/boot/loader.conf").parse(r(1, "", "sysrc: unknown variable")) is None
+    assert facts.SysctlInt("net.inet.carp.preempt").parse(r(1, "", "sysctl: unknown oid")) is None
+    assert facts.SysctlInt("net.inet.carp.preempt").parse(r(0, "1\n")) == 1
+    assert facts.KldLoaded().parse(r(0)) and not facts.KldLoaded().parse(r(1))
+    assert facts.Uname().parse(r(0, "FreeBSD\n13.2-RELEASE-p4\n")) == ("FreeBSD", "13.2-RELEASE-p4")
+    assert facts.UserId().parse(r(0, "0\n")) == 0 and facts.UserId().parse(r(1, "", "sudo: a password")) is None
+    assert facts.parse_sysrc_change("carp_load:  -> YES") == ("", "YES")
+    assert facts.parse_sysctl_change("net.inet.carp.demotion: 0 -> 240") == ("0", "240")
+    assert facts.parse_freebsd_major("13.2-RELEASE-p4") == 13
+
+
+def test_every_fact_quotes_its_values():
+    hostile = "em0; reboot"
+    assert facts.Ifconfig(hostile).command() == "ifconfig 'em0; reboot'"
+    assert facts.Ping("1.2.3.1; rm -rf /", 2).command() == "ping -c 1 -t 2 '1.2.3.1; rm -rf /'"
+    assert facts.FileText("/etc/rc.conf; id").command() == "cat '/etc/rc.conf; id'"
+    assert facts.SysrcValue("x$(id)", "/boot/loader.conf").command() == "sysrc -f /boot/loader.conf -n 'x$(id)'"
+
+
+def test_loader_step_changes_only_when_needed():
+    assert judge("loader-conf", r(0, "YES\n")).status == s.Verdict.OK
+    change = judge("loader-conf", r(1, "", "sysrc: unknown variable 'carp_load'\n"))
+    assert isinstance(change, s.Change)
+    assert change.commands[-1] == "sysrc -f /boot/loader.conf carp_load=YES"
+    assert "loader.conf.carpweb-20260101T000000" in change.commands[0]
+
+
+def test_kldload_step_is_idempotent():
+    assert judge("kldload", r(0)).status == s.Verdict.OK
+    missing = judge("kldload", r(1))
+    assert isinstance(missing, s.Change) and missing.commands == ["kldload -n carp"]
+
+
+def test_interface_step_explains_a_missing_interface():
+    out = judge("interface", r(0, "em0 lo0\n"), r(1, "", "ifconfig: interface em9 does not exist\n"))
+    assert out.status == s.Verdict.FAILED and "has: em0 lo0" in out.message
+
+
+def test_vip_already_ours_is_fine_on_a_rerun():
+    assert judge("vip-free", r(0, IFCONFIG_14), r(0)).status == s.Verdict.OK
+    foreign = IFCONFIG_14.replace("192.0.2.100 netmask 0xffffffff broadcast 192.0.2.100 vhid 1",
+                                  "192.0.2.12 netmask 0xffffff00")
+    assert judge("vip-free", r(0, foreign), r(0)).status == s.Verdict.FAILED
+
+
+def test_vhid_used_for_another_address_fails():
+    assert judge("vhid-free", r(0, IFCONFIG_14.replace("inet 192.0.2.100", "inet 192.0.2.101"))).status == "failed"
+
+
+def test_privilege_that_asks_for_a_password_is_explained():
+    out = judge("privilege", r(1, "", "sudo: a password is required\n"))
+    assert out.status == s.Verdict.FAILED and "NOPASSWD" in out.message
+
+
+@pytest.mark.parametrize("iface", ["em0; reboot", "em0 $(id)", "a" * 20, "em0\nid"])
+def test_hostile_interface_names_are_refused(iface):
+    from django.core.exceptions import ValidationError
+
+    from wizard.validation import validate_interface
+
+    with pytest.raises(ValidationError):
+        validate_interface(iface)
+
+
+def test_carp_password_limit_is_20_bytes():
+    from django.core.exceptions import ValidationError
+
+    from wizard.validation import validate_carp_password
+
+    validate_carp_password("a" * 20)
+    with pytest.raises(ValidationError, match="20 bytes"):
+        validate_carp_password("a" * 21)

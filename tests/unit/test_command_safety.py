@@ -1,0 +1,133 @@
+"""Every value that reaches a remote shell is quoted, cluster operations included: hypothesis feeds hostile
+values past validation into the node steps and the cluster operations, and a recording transport shows
+that no value ever changed a command's shell structure, and that no secret is in any command."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.fakes import RecordingTransport
+from wizard import services
+from wizard.carp import cluster as carp_cluster
+from wizard.carp.facts import CommandResult
+from wizard.execution import cluster_ops, drill
+from wizard.execution.context import RunContext
+from wizard.execution.node import execute_step
+from wizard.execution.recorder import Recorder
+from wizard.execution.session import Session
+from wizard.models import Cluster, Run, Server, Step
+from wizard.plan import CLUSTER_ROWS, PHASE_STEPS, ClusterOp, plan_for, targets
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "Pw.With-Odd:Chars=1"
+REVIEW = "(shown on Review, not sent)"
+HOSTILE = st.one_of(st.text(min_size=1, max_size=40), st.sampled_from([
+    "em0; reboot", "$(id)", "`id`", "em0\nid", "a'b", '"quoted"', "x && rm -rf /", "*", "~root", "-rf", "🙂"]))
+
+
+class MemoryRecorder(Recorder):
+    """Rows kept in memory: these tests look at commands, not at persistence."""
+
+    def save(self, row: Step, **fields: object) -> None:
+        for key, value in fields.items():
+            setattr(row, key, value)
+
+
+@pytest.fixture
+def cluster():
+    c = services.cluster_save(cluster=None, data={"name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
+                                                  "vip": "192.0.2.100", "interface": "em0"}, carp_password=PASSWORD)
+    services.servers_save(cluster=c, rows=[
+        {"name": f"server-{i}", "address": f"192.0.2.1{i}", "ssh_host": "127.0.0.1", "ssh_port": 22,
+         "ssh_user": "root", "auth": "password", "secret": "pw", "privilege": "root", "preferred_master": i == 1}
+        for i in (1, 2)])
+    return c
+
+
+def _answers(command: str) -> CommandResult:
+    """Enough of a host for every code path: demotion 240 (so repairs write), carp loaded, nothing configured."""
+    if command.startswith("sysctl -n"):
+        return CommandResult(0, "240\n", "")
+    if command.startswith("sysctl "):
+        return CommandResult(0, "", "")
+    return CommandResult(1, "", "")
+
+
+def _context(cluster, kind: str, interface: str, vip: str) -> tuple[RunContext, dict[str, RecordingTransport]]:
+    run = Run.objects.create(cluster=cluster, kind=kind, target=cluster.servers.first())
+    cluster = Cluster.objects.get(pk=cluster.pk)
+    cluster.vip, cluster.interface = vip, interface  # in memory only: past the model's validation
+    servers = list(cluster.servers.all())
+    plan = plan_for(kind, configure_service_ip=True)
+    recorder = MemoryRecorder(run, [PASSWORD])
+    names = [(None, name, title) for name, title in plan.cluster_rows]
+    recorder.rows = {(sid, name): Step(run=run, cluster_wide=True, name=name, title=title, phase="cluster")
+                     for sid, name, title in names}
+    ctx = RunContext(run, cluster, plan, servers, {n: replace(t, interface=interface, vip=vip) for n, t in
+                                                   targets(cluster, servers, "20260101T000000").items()},
+                     recorder, lambda s: RecordingTransport(_answers), PASSWORD)
+    transports = {s.name: RecordingTransport(_answers) for s in servers}
+    ctx.sessions = {name: Session(name, t, PASSWORD) for name, t in transports.items()}
+    return ctx, transports
+
+
+def _commands(cluster, interface: str, vip: str) -> list[tuple[str, str | None]]:
+    """Everything the node steps and the cluster operations send with these values."""
+    sent: list[tuple[str, str | None]] = []
+    Server.objects.filter(cluster=cluster).update(maintenance=False)  # maintenance-on below sets it
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(carp_cluster, "transition_deadline", lambda advbase: 0.0)  # look once, do not wait for CARP
+        for kind, op in ((Run.Kind.CHECK, ClusterOp.CHECK), (Run.Kind.MAINTENANCE_ON, ClusterOp.MAINTENANCE)):
+            ctx, transports = _context(cluster, kind, interface, vip)
+            row = ctx.recorder.row(None, CLUSTER_ROWS[op][0][0])
+            (cluster_ops.check if op == ClusterOp.CHECK else cluster_ops.maintenance)(ctx, row)
+            sent += [c for t in transports.values() for c in t.sent]
+        ctx, transports = _context(cluster, Run.Kind.DRILL, interface, vip)
+        drill.drill(ctx)
+        probe = cluster_ops.Probe(ctx.sessions["server-2"], vip)
+        probe.start(wait_for_reply=0)
+        probe.outage()
+        session = ctx.sessions["server-1"]
+        for steps in PHASE_STEPS.values():
+            for step in steps:
+                execute_step(ctx, session, step, Step(run=ctx.run, name=step.name, phase=step.phase))
+                sent += [(c, REVIEW) for c in step.changes(ctx.targets["server-1"])]  # what Review shows
+        sent += [c for t in transports.values() for c in t.sent]
+    return sent
+
+
+def _expected(benign_command: str, interface: str, vip: str) -> list[str]:
+    """The benign command's shell words with the hostile values put where the benign ones were."""
+    swap = {"em0": interface, "192.0.2.100": vip}
+    words = shlex.split(benign_command, comments=True)
+    return [re.sub("em0|192\\.0\\.2\\.100", lambda m: swap[m.group(0)], word) for word in words]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(interface=HOSTILE, vip=HOSTILE)
+def test_hostile_values_never_change_a_commands_shell_structure(cluster, interface, vip):
+    benign = _commands(cluster, "em0", "192.0.2.100")
+    hostile = _commands(cluster, interface, vip)
+    assert len(benign) == len(hostile)
+    for (safe, _), (sent, stdin) in zip(benign, hostile, strict=True):
+        assert shlex.split(sent, comments=True) == _expected(safe, interface, vip), (sent, safe)
+        assert PASSWORD not in sent
+        if "$CARP_PASS" in sent and stdin != REVIEW:
+            assert sent.startswith("IFS= read -r CARP_PASS; ") and stdin == PASSWORD + "\n"
+
+
+def test_the_operations_really_were_driven(cluster):
+    sent = [c for c, _ in _commands(cluster, "em0", "192.0.2.100")]
+    assert "sysctl net.inet.carp.demotion=-240" in sent  # check repaired the raised demotion
+    assert "ping -c 1 -t 1 192.0.2.100" in sent  # check probed the VIP
+    assert any(c.endswith("ifconfig em0 inet vhid 1 advskew 0 advbase 1 pass \"$CARP_PASS\" alias 192.0.2.100/32")
+               for c in sent)  # configure planned and sent its change
+    assert "ping -c 90 -i 0.1 -W 200 192.0.2.100" in sent
+
+

@@ -1,0 +1,91 @@
+"""Live events as data: the SSE text, where a stream resumes, what a watcher is sent, what a feed renders."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wizard import revisions
+from wizard.live import feeds
+from wizard.live.events import Event, frames, resume_point
+from wizard.live.hub import Watcher
+from wizard.models import Cluster, Run, Step
+
+
+def test_only_the_last_event_of_a_revision_carries_its_id():
+    text = frames([Event("step", "<a>", 7), Event("head", "<b>", 7), Event("step", "<c>", 9)])
+    assert text == ("event: step\ndata: <a>\n\n"
+                    "id: 7\nevent: head\ndata: <b>\n\n"
+                    "id: 9\nevent: step\ndata: <c>\n\n")
+
+
+def test_multi_line_data_and_events_without_a_revision():
+    assert frames([Event("notice", "one\ntwo", None)]) == "event: notice\ndata: one\ndata: two\n\n"
+    assert frames([Event("end", "", 3)]) == "id: 3\nevent: end\ndata: \n\n"
+
+
+@pytest.mark.parametrize(("last_event_id", "after", "expected"), [
+    (None, None, 0), ("12", None, 12), (None, "40", 40), ("50", "40", 50), ("7", "40", 40), ("x", "3; drop", 0)])
+def test_a_stream_resumes_after_the_later_of_the_page_and_the_last_event(last_event_id, after, expected):
+    assert resume_point(last_event_id, after) == expected
+
+
+def test_a_watcher_gets_only_what_it_has_not_seen_and_is_dropped_when_it_falls_behind():
+    async def scenario() -> None:
+        watcher = Watcher(last=5)
+        events = [Event("step", "a", 4), Event("step", "b", 6), Event("notice", "n", None)]
+        watcher.offer(events, frames(events))
+        assert watcher.queue.get_nowait() == frames(events[1:]) and watcher.last == 6
+        small = Watcher(last=0, queue=asyncio.Queue(1))
+        small.offer([Event("step", "a", 1)], "x")
+        small.offer([Event("step", "b", 2)], "y")
+        assert small.dropped and small.last == 1  # its browser reconnects and resumes after 1
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def run(db):
+    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    return Run.objects.create(cluster=cluster, kind="verify")
+
+
+def _step(run: Run, name: str, status: str, rev: int) -> Step:
+    return Step.objects.create(run=run, server_name="server-1", position=Step.objects.filter(run=run).count(),
+                               phase="verify", name=name, title=name, status=status, rev=rev, message=f"{name} said")
+
+
+def test_a_plan_the_page_has_not_seen_comes_whole(run):
+    _step(run, "module-loaded", "ok", 5)
+    Run.objects.filter(pk=run.pk).update(planned_rev=5, rev=5, status="running")
+    events = feeds.run_events(run.pk, after=3, upto=5)
+    assert [e.name for e in events] == ["plan"] and events[0].rev == 5
+    assert 'hx-swap-oob="innerHTML"' in events[0].data and "module-loaded said" in events[0].data
+
+
+def test_then_one_event_per_changed_row_and_the_header(run):
+    first, second = _step(run, "module-loaded", "ok", 6), _step(run, "carp-allow", "running", 8)
+    Run.objects.filter(pk=run.pk).update(planned_rev=5, rev=5, status="running")
+    events = feeds.run_events(run.pk, after=6, upto=8)
+    assert [(e.name, e.rev) for e in events] == [("step", 8), ("head", 8)]
+    assert f'id="s{second.pk}-status"' in events[0].data and f'id="s{first.pk}-status"' not in events[0].data
+    assert 'data-step-status="running"' in events[0].data and 'hx-swap-oob="true"' in events[0].data
+    assert "<details" not in events[0].data  # the row's details element is never swapped: it stays open
+    assert feeds.run_events(run.pk, after=8, upto=8) == []
+
+
+def test_a_finished_run_ends_its_stream(run):
+    _step(run, "module-loaded", "ok", 6)
+    Run.objects.filter(pk=run.pk).update(planned_rev=5, rev=9, status="ok", summary="nothing to change")
+    events = feeds.run_events(run.pk, after=6, upto=9)
+    assert [e.name for e in events] == ["head", "end"] and "nothing to change" in events[0].data
+
+
+@pytest.mark.django_db(transaction=True)
+def test_revisions_are_taken_in_order_and_shared_within_one_change():
+    with revisions.change() as first, revisions.change() as nested:
+        assert nested == first
+    with revisions.change() as second:
+        pass
+    assert second == first + 1 and revisions.current() == second

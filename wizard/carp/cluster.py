@@ -1,0 +1,197 @@
+"""The cluster as CARP sees it: each node's facts, the diagnosis, demotion, and CARP's timing bounds.
+
+Pure decisions for Check, the failover drill and maintenance; execution/cluster_ops.py sequences them
+over SSH. Timing comes from carp(4): a backup takes over after 3 x advbase + advskew/256 seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import events, facts
+from .facts import Fact, q
+from .service_ip import RC_CONF, alias_slot
+from .steps import Target
+
+DEMOTION = 240  # what a drill or maintenance adds (FreeBSD's own demotion factors are 240)
+MAX_SKEW = 255
+# Extra seconds on top of the master-down bound while waiting for a transition to show: process start,
+# the lab's ucarp waking only when poll() returns, SSH round trips. One margin for every wait.
+TRANSITION_MARGIN = 7.0
+PROBE_INTERVAL = 0.1  # seconds between the drill's pings of the VIP
+PROBE_COUNT = 90  # 9 s of pings: the demotion, the takeover, and a few seconds of the new master
+PROBE_FIRST_REPLY = 2.0  # seconds to wait for the VIP's first answer to the prober before demoting
+
+
+def master_down_bound(advbase: int, advskew: int) -> float:
+    """carp(4): how long a backup waits for a silent master before it takes over."""
+    return 3 * advbase + advskew / 256
+
+
+def transition_deadline(advbase: int) -> float:
+    """How long to wait for any CARP transition (takeover, failback, settling after a change)."""
+    return master_down_bound(advbase, MAX_SKEW) + TRANSITION_MARGIN
+
+
+def wanted_demotion(maintenance: bool) -> int:
+    return DEMOTION if maintenance else 0
+
+
+def set_demotion_command(current: int, wanted: int) -> str | None:
+    """The demotion counter adds what is written: write the difference, or nothing when it is right."""
+    if current == wanted:
+        return None
+    return f"sysctl {facts.DEMOTION}={int(wanted - current)}"
+
+
+def probe_command(vip: str, count: int = PROBE_COUNT, interval: float = PROBE_INTERVAL) -> str:
+    """FreeBSD ping of the VIP every `interval` s, each reply waited for 200 ms at most."""
+    return f"ping -c {int(count)} -i {float(interval):g} -W 200 {q(vip)}"
+
+
+def reads(t: Target) -> list[Fact[Any]]:
+    """What Check reads on each node."""
+    return [facts.Ifconfig(t.interface), facts.SysctlInt(facts.DEMOTION), facts.SysctlInt(facts.PREEMPT),
+            facts.FileText(RC_CONF), facts.FileText(events.RULE)]
+
+
+@dataclass
+class NodeFacts:
+    name: str
+    state: str | None  # MASTER, BACKUP, INIT or None (no vhid)
+    advskew: int | None
+    has_vip: bool
+    demotion: int | None
+    preempt: int | None
+    rc_line: str | None
+    maintenance: bool = False
+    reachable: bool = True
+    error: str = ""
+    events_rule: str | None = None  # the devd rule's text as found (None: not read)
+
+    @classmethod
+    def unreachable(cls, name: str, error: str, maintenance: bool = False) -> NodeFacts:
+        return cls(name, None, None, False, None, None, None, maintenance, reachable=False, error=error)
+
+    @property
+    def shown_state(self) -> str:
+        return self.state or ("unreachable" if not self.reachable else "no vhid")
+
+
+def node_facts(t: Target, values: list[Any], maintenance: bool = False) -> NodeFacts:
+    """A node's facts from the values of `reads(t)`."""
+    interfaces, demotion, preempt, rc_text, rule_text = values
+    iface = interfaces.get(t.interface)
+    status = iface.carp_status(t.vhid) if iface else None
+    return NodeFacts(t.server, status.state if status else None, status.advskew if status else None,
+                     bool(iface and iface.has_carp_address(t.vip, t.vhid)), demotion, preempt,
+                     alias_slot(rc_text, t)[1], maintenance, events_rule=rule_text)
+
+
+def state_of(interfaces: dict[str, facts.Interface], t: Target) -> str | None:
+    iface = interfaces.get(t.interface)
+    status = iface.carp_status(t.vhid) if iface else None
+    return status.state if status else None
+
+
+@dataclass
+class Diagnosis:
+    healthy: bool
+    master: str | None
+    problems: list[str] = field(default_factory=list)
+
+
+def _state_problems(up: list[NodeFacts], vhid: int, vip_answers: bool | None) -> list[str]:
+    problems: list[str] = []
+    masters = [n.name for n in up if n.state == "MASTER"]
+    missing = [n.name for n in up if n.state is None or not n.has_vip]
+    for name in missing:
+        problems.append(f"{name} has no vhid {vhid} with the service IP: run Configure.")
+    inits = [n.name for n in up if n.state == "INIT"]
+    if inits:
+        problems.append(f"{', '.join(inits)} in INIT: the interface is down or has no carrier, or a hypervisor "
+                        "drops CARP multicast (allow promiscuous mode / MAC changes / forged transmits).")
+    if len(masters) > 1:
+        problems.append(f"Split brain: {' and '.join(masters)} are all MASTER for vhid {vhid}. Likely causes: the "
+                        "CARP password or the address list differs between nodes, multicast is blocked between "
+                        "them (IGMP snooping, clouds), or another device on the segment uses vhid "
+                        f"{vhid}. Run Configure to re-apply one password everywhere, then check the switch.")
+    if not masters and up and not missing and not inits:
+        if vip_answers:
+            problems.append(f"No node is MASTER, yet the service IP answers: another device on the segment holds "
+                            f"vhid {vhid} or the address (a vhid collision or a rogue speaker). Find it with "
+                            "`tcpdump -ni em0 -c 20 -t vrrp -T carp` and give this cluster a free vhid.")
+        else:
+            problems.append("No node is MASTER and the service IP does not answer.")
+    return problems
+
+
+def _node_problems(n: NodeFacts) -> list[str]:
+    problems = []
+    if n.demotion and not n.maintenance:
+        problems.append(f"{n.name} has net.inet.carp.demotion={n.demotion} left raised (a drill or maintenance "
+                        "not undone, or send errors): it will not take the VIP back. Run Check to repair.")
+    if n.preempt == 0:
+        problems.append(f"{n.name} has net.inet.carp.preempt=0: no failback after the master returns.")
+    if n.rc_line is None and n.state is not None:
+        problems.append(f"{n.name}: the vhid is configured now but not in /etc/rc.conf; it is lost at reboot.")
+    elif n.rc_line is not None and n.advskew is not None and f"advskew {n.advskew} " not in n.rc_line:
+        problems.append(f"{n.name}: /etc/rc.conf and the running advskew ({n.advskew}) disagree.")
+    rule = events.rule_problem(n.name, n.events_rule)
+    if rule:
+        problems.append(rule)
+    return problems
+
+
+def diagnose(nodes: list[NodeFacts], vhid: int, vip_answers: bool | None) -> Diagnosis:
+    """One MASTER and the rest BACKUP is healthy; anything else gets the likely cause from the pitfall list."""
+    problems = [f"{n.name} is unreachable ({n.error})." for n in nodes if not n.reachable]
+    up = [n for n in nodes if n.reachable]
+    problems += _state_problems(up, vhid, vip_answers)
+    for n in up:
+        problems += _node_problems(n)
+    if up and all(n.maintenance for n in nodes):
+        problems.append("Every node is in maintenance: the VIP has no preferred home.")
+    masters = [n.name for n in up if n.state == "MASTER"]
+    return Diagnosis(len(masters) == 1 and not problems, masters[0] if len(masters) == 1 else None, problems)
+
+
+def settled(diagnosis: Diagnosis, home: str | None, expect_home: bool, in_maintenance: set[str]) -> bool:
+    """Check is done waiting: healthy, and after a repair or a maintenance change the VIP sits where preempt
+    puts it: on its home (the preferred master), or, while that one is in maintenance, on a node that is not."""
+    if not diagnosis.healthy or not expect_home:
+        return diagnosis.healthy
+    if home is not None:
+        return diagnosis.master == home
+    return diagnosis.master not in in_maintenance
+
+
+def pick_prober(probes: list[str], nodes: list[NodeFacts], connected: set[str]) -> str | None:
+    """Who pings the VIP: a probe server if there is one, else a BACKUP node (never the master itself)."""
+    for name in probes:
+        if name in connected:
+            return name
+    for n in nodes:
+        if n.state == "BACKUP" and n.name in connected:
+            return n.name
+    return next((n.name for n in nodes if n.name in connected), None)
+
+
+def outage_from_ping(text: str, interval: float) -> tuple[float, int, int]:
+    """From a FreeBSD `ping -i` transcript: the longest run of missing replies, in seconds; sent; received."""
+    seqs = sorted({int(m.group(1)) for m in re.finditer(r"icmp_seq=(\d+)", text)})
+    stats = re.search(r"(\d+) packets transmitted, (\d+) packets received", text)
+    sent = int(stats.group(1)) if stats else (seqs[-1] + 1 if seqs else 0)
+    received = int(stats.group(2)) if stats else len(seqs)
+    if not seqs:
+        return sent * interval, sent, received
+    gaps = [b - a - 1 for a, b in zip(seqs, seqs[1:], strict=False)]
+    longest = max([seqs[0], *gaps, sent - 1 - seqs[-1]] if sent else gaps or [0])
+    return longest * interval, sent, received
+
+
+def is_reply(line: str) -> bool:
+    """A ping output line that shows the VIP answered."""
+    return "icmp_seq=" in line and "bytes from" in line

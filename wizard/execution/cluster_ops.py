@@ -1,0 +1,209 @@
+"""Cluster-wide operations over a run's open sessions: Check (with repair), maintenance, the failover drill.
+
+The decisions come from the pure carp layer (wizard.carp.cluster); this module sequences commands across
+nodes, waits for CARP through `until`, and records rows.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.utils import timezone
+
+from .. import revisions
+from ..carp import cluster as carp_cluster
+from ..carp import facts
+from ..carp.cluster import Diagnosis, NodeFacts
+from ..models import Cluster, Server, Step
+from ..ssh import SSHError
+from .context import RunContext
+from .recorder import Recorder
+from .session import Session, Transcript
+from .waits import until
+
+
+class OpFailed(Exception):
+    """A cluster operation could not go on; the message is for the admin."""
+
+
+def begin(ctx: RunContext, name: str) -> Step:
+    row = ctx.recorder.row(None, name)
+    ctx.recorder.start(row)
+    return row
+
+
+def finish(ctx: RunContext, row: Step, status: str, message: str, transcript: Transcript | None = None) -> None:
+    ctx.recorder.finish(row, status, message, transcript)
+
+
+def _node_facts(ctx: RunContext, server: Server, transcript: Transcript) -> NodeFacts:
+    session = ctx.sessions.get(server.name)
+    if session is None:
+        return NodeFacts.unreachable(server.name, "no SSH session", server.maintenance)
+    target = ctx.targets[server.name]
+    try:
+        values, _ = session.read_all(carp_cluster.reads(target), transcript)
+    except SSHError as e:
+        return NodeFacts.unreachable(server.name, e.message, server.maintenance)
+    return carp_cluster.node_facts(target, values, server.maintenance)
+
+
+def prober_session(ctx: RunContext, found: list[NodeFacts]) -> Session | None:
+    name = carp_cluster.pick_prober([s.name for s in ctx.probes], found, set(ctx.sessions))
+    return ctx.sessions.get(name) if name else None
+
+
+def gather(ctx: RunContext, transcript: Transcript) -> tuple[list[NodeFacts], bool | None]:
+    """Every node's CARP facts, and whether the VIP answers a ping from the prober (None: nobody to ask)."""
+    found = [_node_facts(ctx, server, transcript) for server in ctx.nodes]
+    prober = prober_session(ctx, found)
+    if prober is None:
+        return found, None
+    try:
+        return found, prober.read(facts.Ping(ctx.cluster.vip, 1), transcript)
+    except SSHError:
+        return found, None
+
+
+def set_demotion(session: Session, current: int, wanted: int, transcript: Transcript) -> bool:
+    """Write the demotion difference; False when nothing needed writing."""
+    command = carp_cluster.set_demotion_command(current, wanted)
+    if command is None:
+        return False
+    res = session.run(command, transcript)
+    if not res.ok:
+        raise OpFailed(f"{session.name}: {command} failed: {res.error()}")
+    return True
+
+
+def repair_demotions(ctx: RunContext, transcript: Transcript) -> list[str]:
+    """Undo what a drill or send errors left raised; keep maintenance nodes at their demotion."""
+    ctx.cluster.drills.filter(demotion_pending=True).update(demotion_pending=False)
+    repaired = []
+    for server in ctx.nodes:
+        session = ctx.sessions.get(server.name)
+        current = session.read(facts.SysctlInt(facts.DEMOTION), transcript) if session else None
+        if session is None or current is None:
+            continue
+        wanted = carp_cluster.wanted_demotion(server.maintenance)
+        if set_demotion(session, current, wanted, transcript):
+            repaired.append(f"{server.name}: demotion {current} -> {wanted}")
+    return repaired
+
+
+def _observe_until_settled(ctx: RunContext, expect_home: bool) -> tuple[list[NodeFacts], bool | None, Diagnosis,
+                                                                          Transcript]:
+    home = next((s.name for s in ctx.nodes if s.preferred_master and not s.maintenance), None)
+    in_maintenance = {s.name for s in ctx.nodes if s.maintenance}
+    seen: dict[str, tuple[list[NodeFacts], bool | None, Diagnosis, Transcript]] = {}
+
+    def look() -> bool:
+        transcript: Transcript = []
+        found, answers = gather(ctx, transcript)
+        diagnosis = carp_cluster.diagnose(found, ctx.cluster.vhid, answers)
+        seen["last"] = (found, answers, diagnosis, transcript)
+        return carp_cluster.settled(diagnosis, home, expect_home, in_maintenance)
+
+    until(look, seconds=carp_cluster.transition_deadline(ctx.cluster.advbase), every=0.5, stop=ctx.stop)
+    return seen["last"]
+
+
+def _store_observation(ctx: RunContext, found: list[NodeFacts], diagnosis: Diagnosis, lines: list[str]) -> None:
+    with revisions.change() as rev:
+        for n in found:
+            Server.objects.filter(cluster=ctx.cluster, name=n.name).update(
+                carp_state=n.state or ("unreachable" if not n.reachable else ""), carp_advskew=n.advskew,
+                demotion=n.demotion)
+        Cluster.objects.filter(pk=ctx.cluster.pk).update(diagnosis="\n".join(lines), healthy=diagnosis.healthy,
+                                                         checked_at=timezone.now(), rev=rev)
+
+
+def check(ctx: RunContext, row: Step) -> bool:
+    """One MASTER, the rest BACKUP, the VIP answers; repair leftover demotions; name the cause otherwise."""
+    repair_transcript: Transcript = []
+    repaired = repair_demotions(ctx, repair_transcript)
+    expect_home = bool(repaired) or ctx.plan.maintenance is not None
+    found, answers, diagnosis, transcript = _observe_until_settled(ctx, expect_home)
+    lines = [*(f"Repaired {r}." for r in repaired), *diagnosis.problems]
+    _store_observation(ctx, found, diagnosis, lines)
+    states = ", ".join(f"{n.name} {n.shown_state}" for n in found)
+    if diagnosis.healthy:
+        vip = "answers" if answers else "not probed" if answers is None else "does not answer"
+        finish(ctx, row, Step.Status.CHANGED if repaired else Step.Status.OK,
+                f"{states}; VIP {vip}. " + " ".join(lines), repair_transcript + transcript)
+        return True
+    finish(ctx, row, Step.Status.FAILED, f"{states}. " + " ".join(lines), repair_transcript + transcript)
+    return False
+
+
+def maintenance(ctx: RunContext, row: Step) -> bool:
+    """Demote the run's target node (maintenance on) or undo it (off)."""
+    target, on = ctx.run.target, bool(ctx.plan.maintenance)
+    session = ctx.sessions.get(target.name) if target else None
+    if target is None or session is None:
+        finish(ctx, row, Step.Status.FAILED, "The maintenance node is unreachable.")
+        return False
+    transcript: Transcript = []
+    current = session.read(facts.SysctlInt(facts.DEMOTION), transcript)
+    if current is None:
+        finish(ctx, row, Step.Status.FAILED, f"{target.name}: carp is not loaded.", transcript)
+        return False
+    wanted = carp_cluster.wanted_demotion(on)
+    changed = set_demotion(session, current, wanted, transcript)
+    with revisions.change() as rev:
+        Server.objects.filter(pk=target.pk).update(maintenance=on)
+        revisions.touch_cluster(ctx.cluster.pk, rev)
+    for server in ctx.servers:  # the check that follows reads it
+        if server.pk == target.pk:
+            server.maintenance = on
+    finish(ctx, row, Step.Status.CHANGED if changed else Step.Status.OK,
+            f"{target.name} {'in' if on else 'out of'} maintenance (demotion {wanted}).", transcript)
+    return True
+
+
+def is_master(ctx: RunContext, name: str, transcript: Transcript) -> bool:
+    target = ctx.targets[name]
+    interfaces = ctx.sessions[name].read(facts.Ifconfig(target.interface), transcript)
+    return carp_cluster.state_of(interfaces, target) == "MASTER"
+
+
+class Probe:
+    """The drill's prober: pings the VIP every 100 ms in a thread; `answered` is set at the first reply."""
+
+    def __init__(self, session: Session | None, vip: str, recorder: Recorder | None = None) -> None:
+        self.session, self.vip, self.recorder = session, vip, recorder
+        self.answered = threading.Event()
+        self.text, self.error = "", ""
+        self.thread = threading.Thread(target=self._ping, daemon=True)
+        self.row: Step | None = None  # the drill row that shows the pings while it runs
+
+    def _on_line(self, line: str) -> None:
+        if carp_cluster.is_reply(line):
+            self.answered.set()
+        if self.recorder is not None and self.row is not None:
+            self.recorder.live(self.row, line)
+
+    def _ping(self) -> None:
+        if self.session is None:
+            return
+        seconds = carp_cluster.PROBE_COUNT * carp_cluster.PROBE_INTERVAL
+        try:
+            self.text = self.session.run(carp_cluster.probe_command(self.vip), [], timeout=seconds + 20,
+                                         on_line=self._on_line).stdout
+        except SSHError as e:
+            self.error = e.message
+        finally:
+            self.answered.set()  # nothing more will come: whoever waits for a reply stops waiting
+
+    def start(self, wait_for_reply: float = carp_cluster.PROBE_FIRST_REPLY) -> None:
+        """Start pinging and wait until the VIP answered once, so the window covers the takeover."""
+        self.thread.start()
+        if self.session is not None:
+            self.answered.wait(wait_for_reply)
+
+    def outage(self) -> float | None:
+        seconds = carp_cluster.PROBE_COUNT * carp_cluster.PROBE_INTERVAL
+        self.thread.join(seconds + 25)
+        if not self.text:
+            return None
+        return carp_cluster.outage_from_ping(self.text, carp_cluster.PROBE_INTERVAL)[0]

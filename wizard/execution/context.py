@@ -1,0 +1,44 @@
+"""What every part of a run's execution shares: the run, its plan, targets, sessions, rows and stop signal."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from django.urls import reverse
+
+from ..carp.steps import Target
+from ..models import Cluster, Run, Server
+from ..plan import RunPlan
+from .connect import Connector
+from .recorder import Recorder
+from .session import Session
+
+
+@dataclass
+class RunContext:
+    run: Run
+    cluster: Cluster
+    plan: RunPlan
+    servers: list[Server]
+    targets: dict[str, Target]
+    recorder: Recorder
+    connector: Connector
+    carp_pass: str
+    sessions: dict[str, Session] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def run_link(self) -> str:
+        return reverse("run-detail", args=[self.run.pk])
+
+    @property
+    def nodes(self) -> list[Server]:
+        return [s for s in self.servers if s.role == Server.Role.NODE]
+
+    @property
+    def probes(self) -> list[Server]:
+        return [s for s in self.servers if s.role == Server.Role.PROBE]
+
+    def server(self, name: str) -> Server:
+        return next(s for s in self.servers if s.name == name)

@@ -1,0 +1,90 @@
+"""One server's part of a run: connect with the pinned host key, then its node steps in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .. import audit
+from ..carp import steps as carp_steps
+from ..carp.facts import CommandResult
+from ..carp.steps import Change, Outcome, Verdict
+from ..models import Server, Step
+from ..ssh import SSHError
+from .context import RunContext
+from .session import Session, Transcript
+
+NO_SESSION = "not run: no SSH session"
+EARLIER_FAILED = "not run: an earlier step failed"
+
+
+def connect(ctx: RunContext, server: Server) -> Session | None:
+    """Open the server's session for this run, or record why not and skip its other steps."""
+    row = ctx.recorder.row(server, "connect")
+    ctx.recorder.start(row)
+    try:
+        transport = ctx.connector(server)
+    except SSHError as e:
+        ctx.recorder.finish(row, Step.Status.FAILED, e.message)
+        if e.kind == "hostkey" and server.host_key:
+            audit.record("hostkey.mismatch", obj=server, after={"message": e.message}, link=ctx.run_link,
+                         actor_name="system")
+        ctx.recorder.skip_pending(server, NO_SESSION)
+        return None
+    session = Session(server.name, transport, ctx.carp_pass)
+    ctx.sessions[server.name] = session
+    ctx.recorder.finish(row, Step.Status.OK, f"{server.ssh_user}@{server.ssh_host}:{server.ssh_port}, host key "
+                        "as pinned")
+    return session
+
+
+def apply_change(session: Session, change: Change, transcript: Transcript,
+                 on_line: Callable[[str], None] | None = None) -> tuple[Outcome, CommandResult]:
+    """Run a change's commands until one fails, then judge them."""
+    results: list[CommandResult] = []
+    for command in change.commands:
+        results.append(session.run(command, transcript, on_line=on_line))
+        if not results[-1].ok:
+            break
+    if change.confirm:
+        return change.confirm(results), results[-1]
+    if not results[-1].ok:
+        return Outcome(Verdict.FAILED, f"{change.message}: failed on {session.name}: {results[-1].error()}"), \
+            results[-1]
+    return Outcome(Verdict.CHANGED, change.message), results[-1]
+
+
+def execute_step(ctx: RunContext, session: Session, step: carp_steps.Step, row: Step) -> bool:
+    """Read the step's facts, judge them, apply a change if one is needed; the row tells what happened."""
+    target = ctx.targets[session.name]
+    transcript: Transcript = []
+    ctx.recorder.start(row)
+    last: CommandResult | None = None
+
+    def live(line: str) -> None:  # a slow command's output shows while it runs
+        ctx.recorder.live(row, line)
+
+    try:
+        facts = step.reads(target)
+        values, results = session.read_all(facts, transcript, on_line=live)
+        last = results[-1] if results else None
+        verdict = step.judge(target, values, results)
+        if isinstance(verdict, Change):
+            verdict, last = apply_change(session, verdict, transcript, on_line=live)
+    except SSHError as e:
+        verdict = Outcome(Verdict.FAILED, e.message)
+    ctx.recorder.finish(row, verdict.status, verdict.message, transcript, last)
+    return verdict.status != Verdict.FAILED
+
+
+def execute_stage(ctx: RunContext, server: Server, steps: list[carp_steps.Step]) -> bool:
+    """One stage's steps on one node, in order; after a failure the node's remaining steps are skipped."""
+    session = ctx.sessions.get(server.name)
+    if session is None:
+        return False
+    for step in steps:
+        if ctx.stop.is_set():
+            return False
+        if not execute_step(ctx, session, step, ctx.recorder.row(server, step.name)):
+            ctx.recorder.skip_pending(server, EARLIER_FAILED)
+            return False
+    return True

@@ -1,0 +1,101 @@
+"""A run's step rows: planned all at once, then written as each one changes, with secrets masked."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from django.utils import timezone
+
+from .. import revisions
+from ..carp.facts import CommandResult
+from ..models import Run, Server, Step
+
+MASK = "********"
+LIVE_LINES = 20  # lines of output a running step shows
+LIVE_EVERY = 0.1  # seconds between two writes of a running step's output
+MASKED_FIELDS = ("message", "command", "stdout_tail", "stderr_tail")
+
+
+def mask(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class Recorder:
+    def __init__(self, run: Run, secrets: list[str]) -> None:
+        self.run, self.secrets = run, secrets
+        self.rows: dict[tuple[int | None, str], Step] = {}
+        self._live: dict[int, tuple[deque[str], float]] = {}
+        self._live_lock = threading.Lock()
+
+    def plan(self, servers: list[Server], node_steps: list[tuple[str, str, str]],
+             cluster_rows: list[tuple[str, str]]) -> None:
+        """Every row exists (pending) before anything runs, so the page shows the whole plan at once.
+        `node_steps` are (phase, name, title) for CARP nodes; every server also gets its connect row."""
+        rows = []
+        for server in servers:
+            steps = [("connect", "connect", "SSH with the pinned host key")]
+            if server.role == Server.Role.NODE:
+                steps += node_steps
+            rows += [Step(run=self.run, server=server, server_name=server.name, position=i, phase=phase, name=name,
+                          title=title) for i, (phase, name, title) in enumerate(steps)]
+        rows += [Step(run=self.run, server=None, cluster_wide=True, position=i, phase="cluster", name=name,
+                      title=title) for i, (name, title) in enumerate(cluster_rows)]
+        with revisions.change() as rev:
+            for row in rows:
+                row.rev = rev
+            Step.objects.bulk_create(rows)
+            Run.objects.filter(pk=self.run.pk).update(planned_rev=rev)
+            revisions.touch_run(self.run, rev)
+        self.rows = {(r.server_id, r.name): r for r in self.run.steps.all()}
+
+    def row(self, server: Server | None, name: str) -> Step:
+        return self.rows[(server.pk if server else None, name)]
+
+    def save(self, row: Step, **fields: object) -> None:
+        for key, value in fields.items():
+            setattr(row, key, mask(value, self.secrets) if isinstance(value, str) and key in MASKED_FIELDS else value)
+        with revisions.change() as rev:
+            row.rev = rev
+            row.save(update_fields=[*fields, "rev"])
+
+    def live(self, row: Step, line: str) -> None:
+        """One more line of a running step's output; written at most every LIVE_EVERY seconds."""
+        if row.status != Step.Status.RUNNING:
+            return
+        with self._live_lock:
+            lines, last = self._live.get(row.pk, (deque(maxlen=LIVE_LINES), 0.0))
+            lines.append(mask(line, self.secrets)[:500])
+            now = time.monotonic()
+            due = now - last >= LIVE_EVERY
+            self._live[row.pk] = (lines, now if due else last)
+            text = "\n".join(lines)
+        if due:
+            self.save(row, live=text)
+
+    def start(self, row: Step) -> None:
+        self.save(row, status=Step.Status.RUNNING, started=timezone.now())
+
+    def finish(self, row: Step, status: str, message: str, transcript: list[str] | None = None,
+               last: CommandResult | None = None) -> None:
+        fields: dict[str, object] = {"status": status, "message": message, "finished": timezone.now(), "live": ""}
+        if transcript:
+            fields["command"] = "\n".join(transcript)
+        if last is not None:
+            fields.update(exit_code=last.code, stdout_tail=last.stdout, stderr_tail=last.stderr)
+        self.save(row, **fields)
+
+    def skip(self, row: Step, why: str) -> None:
+        self.save(row, status=Step.Status.SKIPPED, message=why)
+
+    def skip_pending(self, server: Server | None, why: str) -> None:
+        for (server_id, _), row in self.rows.items():
+            if server_id == (server.pk if server else None) and row.status == Step.Status.PENDING:
+                self.skip(row, why)
+
+    def unfinished(self) -> list[Step]:
+        return [r for r in self.rows.values() if r.status in Step.UNFINISHED]

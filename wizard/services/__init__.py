@@ -1,0 +1,30 @@
+"""Use cases, one verb each: the only place that writes clusters, servers, pins, runs and users.
+
+Modules by subject; the verbs are re-exported here for callers (views, commands, tasks).
+"""
+
+from .clusters import (
+    APPLIED_FIELDS,
+    applied_settings_changed,
+    carp_password_generate,
+    cluster_delete,
+    cluster_readiness,
+    cluster_save,
+    servers_save,
+)
+from .errors import ConcurrentEdit, ServiceError
+from .events import cluster_evaluate, event_record, followed_nodes, node_heard, node_trouble
+from .fleet import drift_check_all
+from .hostkeys import DiscoveredServer, HostKeyOffer, host_keys_fetch, host_keys_pin, interfaces_discover
+from .notifications import DELIVER, DeliveryFailed, delivery_attempt, notice_send, target_add, target_delete
+from .runs import run_execute, run_start, runs_reap
+from .users import user_create, user_set_role
+
+__all__ = [
+    "APPLIED_FIELDS", "DELIVER", "ConcurrentEdit", "DeliveryFailed", "DiscoveredServer", "HostKeyOffer", "ServiceError",
+    "cluster_evaluate", "delivery_attempt", "event_record", "followed_nodes", "node_heard", "node_trouble",
+    "notice_send", "target_add", "target_delete",
+    "applied_settings_changed", "carp_password_generate", "cluster_delete", "cluster_readiness", "cluster_save",
+    "drift_check_all", "host_keys_fetch", "host_keys_pin", "interfaces_discover", "run_execute", "run_start",
+    "runs_reap", "servers_save", "user_create", "user_set_role",
+]

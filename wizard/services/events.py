@@ -1,0 +1,126 @@
+"""CARP transitions as the collector reads them: each recorded once, the node's state kept current, and the
+cluster judged (one master, none, several) for notices, once its transitions have settled."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .. import revisions
+from ..carp import events
+from ..models import CarpEvent, Cluster, Notice, Server
+from .notifications import notice_send
+
+UNREACHABLE_AFTER = 60.0  # seconds a node may be out of reach before a notice says so
+FRESH = timedelta(seconds=2.5 * events.HEARTBEAT_SECONDS)  # a node heard within this counts when judging
+
+
+def followed_nodes() -> dict[int, str]:
+    """The nodes whose transitions are followed: CARP nodes of clusters whose service IP is configured (their
+    devd rule is installed), with a pinned key. The value names the session: a change restarts it."""
+    servers = Server.objects.filter(role=Server.Role.NODE, cluster__service_ip_configured=True).exclude(host_key="")
+    return {s.pk: f"{s.ssh_user}@{s.ssh_host}:{s.ssh_port}/{s.privilege}/{s.host_key_fingerprint}"
+            for s in servers}
+
+
+def event_record(*, server_id: int, line: str) -> int | None:
+    """Record one line of a node's event log; the cluster to judge when it was one of its transitions."""
+    event = events.parse_line(line)
+    if event is None:
+        return None
+    server = Server.objects.select_related("cluster").get(pk=server_id)
+    cluster = server.cluster
+    now = timezone.now()
+    with revisions.change() as rev:
+        Server.objects.filter(pk=server.pk).update(events_epoch=event.epoch, events_seq=event.seq,
+                                                   events_heard_at=now, events_error="")
+        if (event.vhid, event.interface) != (cluster.vhid, cluster.interface):
+            return None  # another vhid on the same node: another cluster's business
+        try:
+            with transaction.atomic():
+                CarpEvent.objects.create(cluster=cluster, server=server, node=server.name, vhid=event.vhid,
+                                         interface=event.interface, old_state=event.old, new_state=event.new,
+                                         reason=event.reason, node_time=event.node_time, epoch=event.epoch,
+                                         seq=event.seq)
+        except IntegrityError:
+            return None  # read again after a reconnect: recorded already
+        Server.objects.filter(pk=server.pk).update(carp_state=event.new)
+        Cluster.objects.filter(pk=cluster.pk).update(last_transition_at=event.node_time or now, rev=rev)
+    return cluster.pk
+
+
+def node_heard(*, server_id: int) -> None:
+    """The node answers (the collector says so every half minute, and at once when it was out of reach)."""
+    server = Server.objects.get(pk=server_id)
+    Server.objects.filter(pk=server_id).update(events_heard_at=timezone.now(), events_error="")
+    if server.events_error:  # it was shown as out of reach: back in the state its last transition left it
+        last = CarpEvent.objects.filter(server=server).order_by("-id").values_list("new_state", flat=True).first()
+        with revisions.change() as rev:
+            Server.objects.filter(pk=server_id, carp_state="unreachable").update(carp_state=last or "")
+            revisions.touch_cluster(server.cluster_id, rev)
+
+
+def node_trouble(*, server_id: int, why: str, seconds: float) -> None:
+    """The collector cannot follow a node: after UNREACHABLE_AFTER seconds, one notice per outage."""
+    server = Server.objects.select_related("cluster").get(pk=server_id)
+    if seconds < UNREACHABLE_AFTER or server.events_error:
+        return
+    with revisions.change() as rev:
+        Server.objects.filter(pk=server.pk).update(events_error=why, carp_state="unreachable")
+        revisions.touch_cluster(server.cluster_id, rev)
+        notice_send(cluster=server.cluster, kind=Notice.Kind.NODE_UNREACHABLE, node=server.name, new_state="",
+                    reason=why)
+
+
+def situation_of(cluster: Cluster, heard: dict[int, datetime], now: datetime) -> tuple[str | None, list[str]]:
+    """master:NAME, split (several MASTERs) or none, counting only the nodes the collector heard lately (a node
+    whose link went down still shows its last state); None when it cannot be told yet. And the masters.
+
+    Several MASTERs count as a split brain only when each was heard a heartbeat after the cluster's latest
+    transition arrived: an old master whose link was just cut is still "heard lately" for a few seconds."""
+    nodes = list(cluster.servers.filter(role=Server.Role.NODE))
+    fresh = [n for n in nodes if n.pk in heard and now - heard[n.pk] <= FRESH]
+    masters = [n for n in fresh if n.carp_state == "MASTER"]
+    names = sorted(n.name for n in masters)
+    if len(masters) == 1:
+        return f"master:{names[0]}", names
+    if masters:
+        latest = CarpEvent.objects.filter(cluster=cluster).order_by("-received").values_list("received", flat=True)
+        arrived = latest.first()
+        after = arrived + timedelta(seconds=events.HEARTBEAT_SECONDS) if arrived else None
+        return ("split" if after is None or all(heard[n.pk] >= after for n in masters) else None), names
+    return ("none" if len(fresh) == len(nodes) else None), names
+
+
+def cluster_evaluate(*, cluster_id: int, heard: dict[int, datetime]) -> bool:
+    """Judge a cluster once its transitions settled: a notice when who is master changed since the last one.
+    The first look at a cluster with one master is silent (nothing changed that anyone saw). False when it
+    cannot be told yet (a node not heard lately): the collector asks again shortly."""
+    cluster = Cluster.objects.get(pk=cluster_id)
+    situation, masters = situation_of(cluster, heard, timezone.now())
+    if situation is None:
+        return False
+    if situation == cluster.situation:
+        return True
+    with revisions.change():
+        Cluster.objects.filter(pk=cluster.pk).update(situation=situation)
+        if not (situation.startswith("master:") and not cluster.situation):
+            _notice_for(cluster, situation, masters)
+    return True
+
+
+def _notice_for(cluster: Cluster, situation: str, masters: list[str]) -> Notice:
+    if situation == "split":
+        return notice_send(cluster=cluster, kind=Notice.Kind.SPLIT_BRAIN, node=", ".join(masters),
+                           vhid=cluster.vhid, new_state="MASTER",
+                           reason=f"{' and '.join(masters)} are all MASTER for vhid {cluster.vhid}")
+    if situation == "none":
+        return notice_send(cluster=cluster, kind=Notice.Kind.NO_MASTER, vhid=cluster.vhid,
+                           reason=f"no node is MASTER for vhid {cluster.vhid}")
+    master = masters[0]
+    last = CarpEvent.objects.filter(cluster=cluster, node=master, new_state="MASTER").order_by("-id").first()
+    return notice_send(cluster=cluster, kind=Notice.Kind.MASTER_CHANGED, node=master, vhid=cluster.vhid,
+                       old_state=last.old_state if last else "", new_state="MASTER",
+                       reason=last.reason if last else "", time=last.node_time if last and last.node_time else None)

@@ -1,0 +1,97 @@
+"""Runs: start one (refused while the cluster is busy), and what a finished run changes (flags, audit, drift)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.urls import reverse
+
+from carpweb.celery import app
+
+from .. import audit, revisions
+from ..execution import reaper, runner
+from ..execution.connect import Connector, ssh_connect
+from ..models import Cluster, Run, Server
+from ..plan import PLANS, plan_for
+from . import drift
+from .clusters import cluster_readiness
+from .errors import ServiceError
+
+RUN_EXECUTE = "wizard.run_execute"  # the Celery task (wizard.tasks) that calls run_execute below
+
+
+def _maintenance_node(cluster: Cluster, kind: str, target: str, confirm: bool) -> Server | None:
+    on = PLANS[kind].maintenance
+    if on is None:
+        return None
+    node = cluster.servers.filter(name=target, role=Server.Role.NODE).first()
+    if node is None:
+        raise ServiceError(f"Name the CARP node to put in or out of maintenance (got {target!r}).")
+    others = cluster.servers.filter(role=Server.Role.NODE).exclude(pk=node.pk)
+    if on and not others.filter(maintenance=False).exists() and not confirm:
+        raise ServiceError("Every other node is already in maintenance: the VIP would have no preferred "
+                           "home. Confirm explicitly to do it anyway.")
+    return node
+
+
+def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = "", confirm: bool = False,
+              trigger: str = Run.Trigger.USER, actor_name: str = "") -> Run:
+    """Start a run after the transaction commits; refused while another run of the cluster is in progress."""
+    if kind not in PLANS:
+        raise ServiceError(f"unknown run kind {kind!r}")
+    node = _maintenance_node(cluster, kind, target, confirm)
+    problems = cluster_readiness(cluster=cluster)
+    if problems:
+        raise ServiceError("Not ready to run: " + " ".join(problems))
+    is_user = user is not None and user.is_authenticated
+    with revisions.change() as rev:  # the revision first, then the row lock (one lock order everywhere)
+        # The row lock serialises concurrent starts across web processes and machines.
+        Cluster.objects.select_for_update().get(pk=cluster.pk)
+        reaper.runs_reap()  # a run whose worker died must not block the cluster forever
+        busy = cluster.runs.filter(status__in=Run.ACTIVE).first()
+        if busy:
+            raise ServiceError(f"{busy} is still in progress on {cluster.name}; wait for it to finish.")
+        run = Run.objects.create(cluster=cluster, kind=kind, target=node, trigger=trigger, rev=rev,
+                                 created_by=user if is_user else None,
+                                 created_by_name=user.get_username() if is_user else (actor_name or "cli"))
+        revisions.touch_cluster(cluster.pk, rev)
+        transaction.on_commit(lambda: app.send_task(RUN_EXECUTE, args=[run.pk]))
+        audit.record("run.start", obj=run, cluster=cluster, after={"kind": kind, "target": target or None},
+                     link=reverse("run-detail", args=[run.pk]), actor=user,
+                     actor_name="" if is_user else run.created_by_name)
+    return run
+
+
+def _update_cluster_flags(run: Run) -> None:
+    plan = plan_for(run.kind, configure_service_ip=run.cluster.configure_service_ip)
+    if run.status != Run.Status.OK:
+        return
+    with revisions.change() as rev:
+        if plan.configures:
+            Cluster.objects.filter(pk=run.cluster_id).update(service_ip_configured=True, rev=rev)
+        elif plan.removes:
+            Cluster.objects.filter(pk=run.cluster_id).update(service_ip_configured=False, healthy=None, diagnosis="",
+                                                             rev=rev)
+
+
+def run_execute(*, run_id: int, connector: Connector = ssh_connect) -> Run:
+    """The Celery task's work: execute the run, then record what it changed. A run another worker claimed
+    first is left alone (a duplicated or redelivered message)."""
+    run = Run.objects.select_related("cluster").get(pk=run_id)
+    before = drift.states(run.cluster)
+    executed = runner.run_execute(run_id, connector)
+    if executed is None:
+        return run
+    _update_cluster_flags(executed)
+    audit.record("run.finish", obj=executed, cluster=executed.cluster,
+                 after={"kind": executed.kind, "status": executed.status, "summary": executed.summary},
+                 link=reverse("run-detail", args=[executed.pk]), actor=executed.created_by,
+                 actor_name=executed.created_by_name)
+    if executed.trigger == Run.Trigger.SCHEDULE:
+        drift.record(executed, before)
+    return executed
+
+
+def runs_reap() -> list[int]:
+    return reaper.runs_reap()
