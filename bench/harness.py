@@ -1,0 +1,152 @@
+"""What the benches share: a lab of their own, a scratch carpweb (embedded, or PostgreSQL + Redis), and its
+processes (Celery worker, web), all on this machine; only 127.0.0.1 and the lab's namespaces are reached."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fresh_postgres(url: str) -> str:
+    """A new, empty database beside the one named in `url` (dropped first if a bench left one)."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    bench_db = f"{name}_carpweb_bench"
+    with psycopg.connect(url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{bench_db}"')
+    return f"{base}/{bench_db}"
+
+
+@dataclass
+class Carpweb:
+    """A scratch carpweb: data dir, environment, and the processes started for it."""
+
+    data: Path
+    env: dict[str, str]
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        log = open(self.data / f"{name}.log", "wb")  # noqa: SIM115 - the child writes it
+        proc = subprocess.Popen(list(argv), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def worker(self, *extra: str) -> subprocess.Popen[bytes]:
+        proc = self.spawn("worker", str(BIN / "celery"), "-A", "carpweb", "worker", "-l", "info", *extra)
+        deadline = time.monotonic() + 60
+        while b" ready." not in (self.data / "worker.log").read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the worker did not start: " + (self.data / "worker.log").read_text()[-2000:])
+            time.sleep(0.2)
+        return proc
+
+    def web(self, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        proc = self.spawn("web", str(BIN / "gunicorn"), "carpweb.asgi:application", "-k",
+                          "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{port}", "-w", str(workers),
+                          "--graceful-timeout", "2")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/login/", timeout=2)  # noqa: S310 - loopback
+                return proc, url
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log = (self.data / "web.log").read_text()[-2000:]
+                    raise RuntimeError("the web did not start: " + log) from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 15)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+
+
+@contextlib.contextmanager
+def carpweb(database_url: str = "", broker_url: str = "") -> Iterator[Carpweb]:
+    """Django set up in this process on a scratch database; the processes started by the caller are stopped."""
+    data = Path(tempfile.mkdtemp(prefix="carpweb-bench."))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(CARPWEB_DATA_DIR=str(data), DJANGO_SETTINGS_MODULE="carpweb.settings", PYTHONUNBUFFERED="1")
+    if database_url:
+        env["DATABASE_URL"] = _fresh_postgres(database_url)
+    if broker_url:
+        env["CELERY_BROKER_URL"] = broker_url
+    os.environ.clear()
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--noinput", verbosity=0)
+    site = Carpweb(data, env)
+    try:
+        yield site
+    finally:
+        site.stop()
+
+
+@contextlib.contextmanager
+def lab(name: str, base_port: int, servers: int = 2, subnet: str = "192.0.2.0/24") -> Iterator[object]:
+    from lab.topology import LabConfig
+    from lab.world import Lab
+
+    gateway = subnet.split("/")[0].rsplit(".", 1)[0] + ".1"
+    world = Lab(LabConfig(name=name, base_port=base_port, servers=servers, subnet=subnet, gateway=gateway,
+                          client=subnet.split("/")[0].rsplit(".", 1)[0] + ".50",
+                          first_server=subnet.split("/")[0].rsplit(".", 1)[0] + ".11"))
+    world.up()
+    try:
+        yield world
+    finally:
+        world.down()
+
+
+def process_stats(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) and memory of one process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {"cpu_s": (int(fields[11]) + int(fields[12])) / ticks, "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+            "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024, "threads": int(status["Threads"])}
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")

@@ -1,0 +1,85 @@
+"""A live stream, whatever serves it: which topic a request watches, who may watch, and the events it sends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
+from importlib import import_module
+from types import SimpleNamespace
+
+from django.conf import settings
+from django.contrib import auth
+
+from ..models import Cluster, Run
+from ..roles import Role, has_role
+from . import feeds
+from .events import KEEPALIVE, Event, frames, hello
+from .hub import HUB
+
+KEEPALIVE_SECONDS = 15
+MAX_INVENTORY_IDS = 200
+
+
+@dataclass(frozen=True)
+class Topic:
+    key: tuple[object, ...]
+    feed: feeds.Feed
+    notice: Callable[[], str] | None = None
+    ended: bool = False  # a finished run the page has seen to its end: the stream only says so
+
+
+def may_watch(session_key: str | None) -> bool:
+    """Whether the session's user is a viewer (or more), with Django's own session and auth code."""
+    if not session_key:
+        return False
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = auth.get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
+    return has_role(user, Role.VIEWER)
+
+
+def parse_ids(text: str) -> frozenset[int]:
+    return frozenset(int(w) for w in text.split(",")[:MAX_INVENTORY_IDS] if w.strip().isdigit())
+
+
+def topic_for(kind: str, pk: int | None, ids: frozenset[int], after: int) -> Topic | None:
+    """The topic of a stream request, or None when what it watches does not exist."""
+    if kind == "inventory":
+        return Topic(("inventory", ids), partial(feeds.inventory_events, ids))
+    if pk is None:
+        return None
+    if kind == "run":
+        run = Run.objects.filter(pk=pk).only("status", "rev").first()
+        if run is None:
+            return None
+        return Topic(("run", pk), partial(feeds.run_events, pk), partial(feeds.run_notice, pk),
+                     ended=run.done and after >= run.rev)
+    if kind == "cluster":
+        if not Cluster.objects.filter(pk=pk).exists():
+            return None
+        return Topic(("cluster", pk), partial(feeds.cluster_events, pk))
+    return None
+
+
+async def events(topic: Topic, after: int) -> AsyncIterator[str]:
+    """The stream's text: hello, then every change after `after` as it happens; ends after a run's end."""
+    yield hello()
+    if topic.ended:
+        yield frames([Event("end", "", None)])
+        return
+    watcher = await HUB.watch(topic.key, topic.feed, after, topic.notice)
+    try:
+        while not watcher.dropped:
+            try:
+                text = await asyncio.wait_for(watcher.queue.get(), timeout=KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield KEEPALIVE
+                continue
+            if text is None:
+                break
+            yield text
+            if "\nevent: end\n" in "\n" + text:
+                break
+    finally:
+        await HUB.leave(watcher)
