@@ -60,6 +60,7 @@ def main() -> dict[str, object]:
         call_command("migrate", verbosity=0)
         from wizard import services
         from wizard.models import Run, Step
+        from wizard.plan import plan_for
 
         password = "load-test-password-1"
         User.objects.create_superuser("loader", password=password)
@@ -83,8 +84,9 @@ def main() -> dict[str, object]:
         procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "carpweb", "worker", "-l", "warning",
                                        "-c", str(args.clusters)], cwd=ROOT, env=env,
                                       stdout=open(data / "worker.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
-        procs.append(subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "carpweb.wsgi", "-b",
-                                       f"127.0.0.1:{port}", "-w", "4", "--threads", "4"], cwd=ROOT, env=env,
+        procs.append(subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "carpweb.asgi:application",
+                                       "-k", "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{port}", "-w", "4"],
+                                      cwd=ROOT, env=env,
                                       stdout=open(data / "web.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
         time.sleep(4)
         runs = [services.run_start(cluster=c, kind="setup", actor_name="load") for c in clusters]
@@ -104,14 +106,15 @@ def main() -> dict[str, object]:
             time.sleep(0.5)
         runs_wall = time.monotonic() - t0
         stats = {row["Name"]: row for row in csv.DictReader(open(f"{prefix}_stats.csv"))}  # noqa: SIM115
-        progress = stats.get("/runs/[id]/progress/", {})
+        progress = stats.get("/runs/[id]/events/?format=fragments", {})
         failures = list(csv.DictReader(open(f"{prefix}_failures.csv")))  # noqa: SIM115
         server_errors = sum(int(f["Occurrences"]) for f in failures if "server error" in f["Error"])
         lost, duplicated, unfinished = 0, 0, 0
         for run in Run.objects.filter(pk__in=[r.pk for r in runs]):
             keys = list(Step.objects.filter(run=run).values_list("server_name", "name"))
             duplicated += len(keys) - len(set(keys))
-            expected = 2 * (1 + 15) + 1  # per node: connect + 11 part-1 steps + 4 configure; plus the check
+            plan = plan_for(Run.Kind.SETUP, configure_service_ip=True)
+            expected = 2 * (1 + len(plan.node_steps)) + len(plan.cluster_rows)  # per node: connect + its steps
             lost += max(0, expected - len(set(keys)))
             unfinished += Step.objects.filter(run=run, status__in=["pending", "running"]).count()
         result = {

@@ -1,4 +1,4 @@
-"""Locust users watching run progress pages, as admins do while runs proceed (127.0.0.1 only)."""
+"""Locust users following runs through the polling fallback (the same changes a stream sends), on 127.0.0.1 only."""
 
 import os
 import random
@@ -7,11 +7,15 @@ import re
 from locust import HttpUser, between, task
 
 RUN_IDS = [int(x) for x in os.environ["CARPWEB_LOAD_RUNS"].split(",")]
-STEP = re.compile(r'data-step="([^"]+)"')
+STATUS = re.compile(r'id="(s\d+-status)"')
 
 
 class ProgressWatcher(HttpUser):
     wait_time = between(0.3, 0.7)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.after: dict[int, int] = {}
 
     def on_start(self) -> None:
         page = self.client.get("/login/", name="login page")
@@ -22,19 +26,20 @@ class ProgressWatcher(HttpUser):
 
     @task
     def progress(self) -> None:
+        """What a page whose stream cannot connect does: poll the run's changes since the last it saw."""
         run_id = random.choice(RUN_IDS)  # noqa: S311 - load spread, not security
-        with self.client.get(f"/runs/{run_id}/progress/", name="/runs/[id]/progress/", catch_response=True,
+        after = self.after.get(run_id, 0)
+        with self.client.get(f"/runs/{run_id}/events/?format=fragments&after={after}",
+                             name="/runs/[id]/events/?format=fragments", catch_response=True,
                              headers={"HX-Request": "true"}) as res:
             if res.status_code >= 500:
                 res.failure(f"server error {res.status_code}")
-            elif res.status_code not in (200, 286):
+            elif res.status_code != 200:
                 res.failure(f"unexpected {res.status_code}")
             else:
-                html = res.text
-                rows = re.findall(r'<article class="server-run">.*?</article>', html, re.S)
-                for block in rows:
-                    names = STEP.findall(block)
-                    if len(names) != len(set(names)):
-                        res.failure("a step row appears twice")
-                        return
+                ids = STATUS.findall(res.text)
+                if len(ids) != len(set(ids)):
+                    res.failure("a step row appears twice in one answer")
+                    return
+                self.after[run_id] = int(res.headers.get("X-Carpweb-After", after))
                 res.success()

@@ -14,7 +14,8 @@ from django.core.management.utils import get_random_secret_key
 from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("CARPWEB_DATA_DIR", BASE_DIR / "var"))
+# Everything carpweb writes lives here: database, broker folders, keys of embedded mode, logs, static files.
+DATA_DIR = Path(os.environ.get("CARPWEB_DATA_DIR") or BASE_DIR / "var").resolve()
 DEBUG = os.environ.get("CARPWEB_DEBUG", "0") == "1"
 PRODUCTION = "CARPWEB_SECRET_KEY" in os.environ
 
@@ -136,16 +137,20 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "carpfs://")
 if CELERY_BROKER_URL.startswith("filesystem"):
     CELERY_BROKER_URL = "carpfs://"
 if CELERY_BROKER_URL.startswith("carpfs"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Broadcasts (worker pings, remote control) keep their exchange tables here, not in ./control.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
         "polling_interval": 0.05,
     }
 CELERY_TASK_IGNORE_RESULT = True
+# Notifications wait on mail servers and webhooks: their own queue, so they never delay runs.
+CELERY_TASK_ROUTES = {"wizard.deliver": {"queue": "notifications"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -153,8 +158,27 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Save each task's last_run_at as soon as beat sends it: /health/ reports it as beat's last run.
+CELERY_BEAT_SYNC_EVERY = 1
 # Drift checks: scripts/start runs celery beat only with CARPWEB_DRIFT_CHECK=1 (off in embedded mode).
 CARPWEB_DRIFT_CHECK = os.environ.get("CARPWEB_DRIFT_CHECK", "0") == "1"
+
+# Notifications: links in them point here; email goes through Django's backend (the console unless SMTP is set).
+CARPWEB_BASE_URL = os.environ.get("CARPWEB_BASE_URL", "http://127.0.0.1:8000")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if os.environ.get("CARPWEB_SMTP_HOST")
+                 else "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("CARPWEB_SMTP_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("CARPWEB_SMTP_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("CARPWEB_SMTP_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("CARPWEB_SMTP_PASSWORD", "")
+EMAIL_USE_TLS = os.environ.get("CARPWEB_SMTP_TLS", "1") == "1"
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("CARPWEB_MAIL_FROM", "carpweb@localhost")
+# A delivery that fails is tried again this many times, waiting BACKOFF, 2 x BACKOFF, 4 x BACKOFF ... seconds.
+CARPWEB_NOTIFY_RETRIES = int(os.environ.get("CARPWEB_NOTIFY_RETRIES", "5"))
+CARPWEB_NOTIFY_BACKOFF = float(os.environ.get("CARPWEB_NOTIFY_BACKOFF", "2"))
+# Metrics (GET /metrics, Prometheus text format): served only when a bearer token is set.
+CARPWEB_METRICS_TOKEN = os.environ.get("CARPWEB_METRICS_TOKEN", "")
 
 # SSH: every operation has a bound (seconds).
 CARPWEB_SSH_CONNECT_TIMEOUT = float(os.environ.get("CARPWEB_SSH_CONNECT_TIMEOUT", "10"))
@@ -198,5 +222,8 @@ LOGGING = {
     "loggers": {
         "wizard": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "paramiko": {"level": "WARNING"},
+        # paramiko logs, from its own thread, the handshakes cut short when a node is out of reach; the collector
+        # and runs report those themselves, as sentences.
+        "paramiko.transport": {"level": "CRITICAL"},
     },
 }

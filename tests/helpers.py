@@ -38,14 +38,25 @@ def lab_cluster(lab: Lab, *, name: str = "web", users=("root", "root"), privileg
     return cluster
 
 
-def wait_run(run: Run, limit: float = 60) -> Run:
+def wait_until(condition, limit: float = 30.0, every: float = 0.05):
+    """Poll `condition` until it returns something truthy (returned) or `limit` passes (AssertionError)."""
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {limit} s: {getattr(condition, '__name__', condition)}")
+        time.sleep(every)
+
+
+def wait_run(run: Run, limit: float = 60) -> Run:
+    def finished() -> bool:
         run.refresh_from_db()
-        if run.done:
-            return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {run.pk} still {run.status} after {limit} s")
+        return run.done
+
+    wait_until(finished, limit, 0.1)
+    return run
 
 
 def statuses(run: Run, server: str) -> dict[str, str]:

@@ -4,10 +4,10 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from .roles import RANK, role_of
+from .roles import RANK, Role, role_of
 
 
 def role(request: HttpRequest) -> dict[str, Any]:
     current = role_of(getattr(request, "user", None))
-    rank = RANK.get(current or "", -1)
-    return {"role": current, "can_operate": rank >= RANK["operator"], "can_admin": rank >= RANK["admin"]}
+    rank = RANK[current] if current else -1
+    return {"role": current, "can_operate": rank >= RANK[Role.OPERATOR], "can_admin": rank >= RANK[Role.ADMIN]}

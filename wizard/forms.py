@@ -8,8 +8,9 @@ from typing import Any, cast
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .carp import validation as v
+from . import validation as v
 from .models import Cluster, Run, Server
+from .roles import Role
 
 SECRET_KEPT = "stored encrypted; leave empty to keep it"  # noqa: S105 - a hint, not a secret
 
@@ -253,6 +254,81 @@ class InterfaceForm(forms.Form):
         return value
 
 
+FINGERPRINT_RE = r"^SHA256:[A-Za-z0-9+/]{43}$"
+
+
+class HostKeyPinForm(forms.Form):
+    """The host keys an admin confirmed: one optional fingerprint per server (`fp-<server id>`)."""
+
+    repin = forms.BooleanField(required=False)
+    next = forms.CharField(required=False)
+
+    def __init__(self, *args: Any, servers: list[Server], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.servers = {s.pk: s for s in servers}
+        for pk, server in self.servers.items():
+            self.fields[f"fp-{pk}"] = forms.RegexField(regex=FINGERPRINT_RE, required=False, label=server.name,
+                                                       error_messages={"invalid": f"{server.name}: that is not a "
+                                                                       "SHA256 host key fingerprint."})
+
+    def confirmed(self) -> dict[int, str]:
+        return {pk: self.cleaned_data[f"fp-{pk}"] for pk in self.servers if self.cleaned_data.get(f"fp-{pk}")}
+
+    def errors_as_sentences(self) -> list[str]:
+        return [str(m) for messages in self.errors.values() for m in messages]
+
+
+HEADER_NAME_RE = r"^[A-Za-z0-9-]{1,100}$"
+
+
+class NotificationTargetForm(forms.Form):
+    """A webhook (http or https URL) or an email address, for all clusters or one; an optional secret header."""
+
+    address = forms.CharField(max_length=500, label="Webhook URL or email address",
+                              widget=forms.TextInput(attrs={"placeholder": "https://hooks.example.org/carp or "
+                                                                           "oncall@example.org"}))
+    cluster = forms.ModelChoiceField(queryset=Cluster.objects.all(), required=False, empty_label="every cluster")
+    header_name = forms.RegexField(regex=HEADER_NAME_RE, required=False, label="Secret header (optional)",
+                                   error_messages={"invalid": "A header name is letters, digits and dashes."},
+                                   widget=forms.TextInput(attrs={"placeholder": "Authorization"}))
+    header_value = forms.CharField(required=False, strip=True, label="Its value", max_length=500,
+                                   widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+                                   help_text="Stored encrypted, never shown again.")
+
+    def clean_address(self) -> str:
+        from django.core.validators import EmailValidator, URLValidator
+
+        value = self.cleaned_data["address"].strip()
+        if "://" in value or value.lower().startswith("http"):
+            try:
+                URLValidator(schemes=["http", "https"])(value)
+            except ValidationError:
+                raise ValidationError("Only http:// and https:// webhook URLs are accepted, such as "
+                                      "https://hooks.example.org/carp.") from None
+            return value
+        try:
+            EmailValidator()(value)
+        except ValidationError:
+            raise ValidationError("Enter an email address (someone@example.org) or an http(s) webhook URL.") from None
+        return value
+
+    def clean_header_value(self) -> str:
+        value = self.cleaned_data["header_value"]
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValidationError("A header value cannot hold control characters or line breaks.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("header_name") and not data.get("header_value"):
+            self.add_error("header_value", "Give the header a value, or leave both empty.")
+        if data.get("header_value") and not data.get("header_name"):
+            self.add_error("header_name", "Name the header this value goes in.")
+        if data.get("header_name") and "@" in str(data.get("address", "")) and "://" not in data["address"]:
+            self.add_error("header_name", "Headers go with webhooks, not email.")
+        return data
+
+
 class RunForm(forms.Form):
     kind = forms.ChoiceField(choices=Run.Kind.choices)
     target = forms.CharField(required=False)
@@ -271,7 +347,7 @@ class UserCreateForm(forms.Form):
     username = forms.CharField(max_length=150)
     password = forms.CharField(widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
                                min_length=10, help_text="At least 10 characters.")
-    role = forms.ChoiceField(choices=[("viewer", "viewer"), ("operator", "operator"), ("admin", "admin")])
+    role = forms.ChoiceField(choices=[(r.value, r.value) for r in Role])
 
     def clean_username(self) -> str:
         from django.contrib.auth import get_user_model

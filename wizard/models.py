@@ -6,6 +6,16 @@ from django.conf import settings
 from django.db import models
 
 
+class Revision(models.Model):
+    """One row: the global revision counter. Every change pushed to pages takes the next value, in the same
+    transaction (wizard.revisions), so revisions commit in order and a stream resumes after the last it sent."""
+
+    n = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"revision {self.n}"
+
+
 class Cluster(models.Model):
     name = models.CharField(max_length=63, unique=True)
     subnet = models.CharField(max_length=18, help_text="IPv4 network in CIDR form, e.g. 192.0.2.0/24")
@@ -25,6 +35,10 @@ class Cluster(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
+    rev = models.BigIntegerField(default=0, db_index=True, help_text="revision of the last change pages show")
+    last_transition_at = models.DateTimeField(null=True, blank=True, help_text="the latest CARP transition seen")
+    situation = models.CharField(max_length=20, blank=True, help_text="what was last notified: master:NAME, "
+                                 "split, none")
 
     class Meta:
         ordering = ["name"]
@@ -66,6 +80,11 @@ class Server(models.Model):
     host_key = models.TextField(blank=True, help_text="pinned host key: 'type base64'")
     host_key_fingerprint = models.CharField(max_length=100, blank=True)
     host_key_pinned_at = models.DateTimeField(null=True, blank=True)
+    # The collector's place in the node's CARP event log, and when it last heard from the node.
+    events_epoch = models.CharField(max_length=32, blank=True)
+    events_seq = models.BigIntegerField(default=0)
+    events_heard_at = models.DateTimeField(null=True, blank=True)
+    events_error = models.TextField(blank=True, help_text="why the collector cannot follow the node, if it cannot")
 
     class Meta:
         ordering = ["cluster", "position", "id"]
@@ -95,9 +114,18 @@ class Run(models.Model):
         FAILED = "failed", "Failed"
         INTERRUPTED = "interrupted", "Interrupted"
 
+    class Trigger(models.TextChoices):
+        USER = "user", "A person (web or command line)"
+        SCHEDULE = "schedule", "The drift schedule"
+        FLEET = "fleet", "A fleet-wide run (--all)"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+    FINISHED = (Status.OK, Status.FAILED, Status.INTERRUPTED)
+
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="runs")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.USER)
     target = models.ForeignKey("Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                help_text="the node of a maintenance run")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -107,6 +135,8 @@ class Run(models.Model):
     finished = models.DateTimeField(null=True, blank=True)
     heartbeat = models.DateTimeField(null=True, blank=True)
     summary = models.TextField(blank=True)
+    rev = models.BigIntegerField(default=0, help_text="revision of the run's last change (status, summary)")
+    planned_rev = models.BigIntegerField(default=0, help_text="revision at which its step rows were planned")
 
     class Meta:
         ordering = ["-created"]
@@ -117,7 +147,7 @@ class Run(models.Model):
 
     @property
     def done(self) -> bool:
-        return self.status in (self.Status.OK, self.Status.FAILED, self.Status.INTERRUPTED)
+        return self.status in self.FINISHED
 
 
 class Step(models.Model):
@@ -129,9 +159,12 @@ class Step(models.Model):
         SKIPPED = "skipped", "Skipped"
         FAILED = "failed", "Failed"
 
+    UNFINISHED = (Status.PENDING, Status.RUNNING)
+
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
     server = models.ForeignKey(Server, null=True, on_delete=models.SET_NULL, related_name="steps")
-    server_name = models.CharField(max_length=63)
+    server_name = models.CharField(max_length=63, blank=True, help_text="empty for cluster-wide rows")
+    cluster_wide = models.BooleanField(default=False, help_text="check, drill, maintenance: not one server's")
     position = models.PositiveSmallIntegerField()
     phase = models.CharField(max_length=20)
     name = models.CharField(max_length=40)
@@ -144,14 +177,21 @@ class Step(models.Model):
     stderr_tail = models.TextField(blank=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
-    seq = models.PositiveIntegerField(default=0, help_text="bumped on every change; the page polls by it")
+    live = models.TextField(blank=True, help_text="the last lines of output while the step runs, secrets masked")
+    rev = models.BigIntegerField(default=0, help_text="revision of the row's last change")
 
     class Meta:
-        ordering = ["run", "server_name", "position"]
-        constraints = [models.UniqueConstraint(fields=["run", "server_name", "position"], name="unique_step")]
+        ordering = ["run", "cluster_wide", "server_name", "position"]
+        indexes = [models.Index(fields=["run", "rev"])]
+        constraints = [models.UniqueConstraint(fields=["run", "cluster_wide", "server_name", "position"],
+                                               name="unique_step")]
 
     def __str__(self) -> str:
-        return f"{self.server_name} {self.name}: {self.status}"
+        return f"{self.where} {self.name}: {self.status}"
+
+    @property
+    def where(self) -> str:
+        return "cluster-wide" if self.cluster_wide else self.server_name
 
     @property
     def duration_ms(self) -> int | None:
@@ -163,10 +203,15 @@ class Step(models.Model):
 class Drill(models.Model):
     """One failover rehearsal: what a client saw, against CARP's bound."""
 
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "Succeeded"
+        FAILED = "failed", "Failed"
+
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="drills")
     run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="drills")
     started = models.DateTimeField(auto_now_add=True)
-    status = models.CharField(max_length=10, default="running")  # running, ok, failed
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     master_before = models.CharField(max_length=63, blank=True)
     master_during = models.CharField(max_length=63, blank=True)
     probe = models.CharField(max_length=63, blank=True)
@@ -183,6 +228,105 @@ class Drill(models.Model):
 
     def __str__(self) -> str:
         return f"drill {self.pk} on {self.cluster}: {self.status}"
+
+
+class CarpEvent(models.Model):
+    """One CARP transition of one node, as its devd rule logged it: recorded exactly once (epoch, seq)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="carp_events")
+    server = models.ForeignKey(Server, null=True, on_delete=models.SET_NULL, related_name="carp_events")
+    node = models.CharField(max_length=63)
+    vhid = models.PositiveSmallIntegerField()
+    interface = models.CharField(max_length=15)
+    old_state = models.CharField(max_length=10)
+    new_state = models.CharField(max_length=10)
+    reason = models.CharField(max_length=200, blank=True)
+    node_time = models.DateTimeField(null=True, help_text="when the node logged it (its clock)")
+    received = models.DateTimeField(auto_now_add=True)
+    epoch = models.CharField(max_length=32)
+    seq = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["-node_time", "-id"]
+        constraints = [models.UniqueConstraint(fields=["server", "epoch", "seq"], name="carp_event_once")]
+        indexes = [models.Index(fields=["cluster", "node_time"])]
+
+    def __str__(self) -> str:
+        return f"{self.node} {self.vhid}@{self.interface} {self.old_state} -> {self.new_state}"
+
+
+class NotificationTarget(models.Model):
+    """Where cluster events go: a webhook (JSON POST) or an email address; all clusters or one."""
+
+    class Kind(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook"
+        EMAIL = "email", "Email"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    address = models.CharField(max_length=500, help_text="https://… or someone@example.org")
+    cluster = models.ForeignKey(Cluster, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                help_text="empty: every cluster")
+    header_name = models.CharField(max_length=100, blank=True, help_text="an optional secret header, e.g. "
+                                   "Authorization")
+    header_value_enc = models.TextField(blank=True, help_text="its value, encrypted")
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "address"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.address}"
+
+
+class Notice(models.Model):
+    """One cluster event worth telling people about (one per cluster event, whatever the number of VIPs)."""
+
+    class Kind(models.TextChoices):
+        MASTER_CHANGED = "master_changed", "Master changed"
+        SPLIT_BRAIN = "split_brain", "Split brain (two MASTERs)"
+        NO_MASTER = "no_master", "No MASTER"
+        NODE_UNREACHABLE = "node_unreachable", "Node unreachable"
+        DRIFT = "drift", "Drift found"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    node = models.CharField(max_length=63, blank=True)
+    vhid = models.PositiveSmallIntegerField(null=True, blank=True)
+    old_state = models.CharField(max_length=10, blank=True)
+    new_state = models.CharField(max_length=10, blank=True)
+    reason = models.TextField(blank=True)
+    time = models.DateTimeField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.cluster}: {self.get_kind_display()} {self.node}"
+
+
+class Delivery(models.Model):
+    """One notice to one target: tried by a Celery task, retried with backoff, its outcome shown."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RETRYING = "retrying", "Retrying"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    notice = models.ForeignKey(Notice, on_delete=models.CASCADE, related_name="deliveries")
+    target = models.ForeignKey(NotificationTarget, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.notice} -> {self.target}: {self.status}"
 
 
 class AuditQuerySet(models.QuerySet["AuditEntry"]):

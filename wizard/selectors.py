@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from .models import AuditEntry, Cluster, Run, Server, Step
+from . import health
+from .carp.steps import OPERATION_PHASES
+from .execution.reaper import stale_since
+from .models import AuditEntry, CarpEvent, Cluster, Delivery, Notice, NotificationTarget, Run, Server, Step
+from .plan import plan_for, targets
+from .services.clusters import cluster_readiness
+from .timeline import cluster_timeline
 
 INVENTORY_STATES = [("", "any state"), ("healthy", "healthy"), ("degraded", "degraded"),
                     ("never", "never verified")]
@@ -47,41 +56,106 @@ def audit_entries(filters: dict[str, Any]) -> QuerySet[AuditEntry]:
 
 
 def run_rows_by_server(run: Run) -> list[tuple[str, list[Step]]]:
-    grouped: dict[str, list[Step]] = {}
-    for step in run.steps.order_by("server_name", "position"):
-        grouped.setdefault(step.server_name, []).append(step)
-    # Nodes first, then the cluster-wide rows (check, drill) that come after them.
-    return sorted(grouped.items(), key=lambda item: item[0] == "cluster")
+    """Each server's rows, then the cluster-wide rows (check, drill) that come after them."""
+    grouped: dict[tuple[bool, str], list[Step]] = {}
+    for step in run.steps.order_by("cluster_wide", "server_name", "position"):
+        grouped.setdefault((step.cluster_wide, step.server_name), []).append(step)
+    return [(rows[0].where, rows) for rows in grouped.values()]
 
 
 def run_progress(run: Run) -> tuple[int, int]:
-    total = run.steps.count()
-    done = run.steps.exclude(status__in=[Step.Status.PENDING, Step.Status.RUNNING]).count()
-    return done, total
+    counts = run.steps.aggregate(total=Count("pk"), done=Count("pk", filter=~Q(status__in=Step.UNFINISHED)))
+    return counts["done"], counts["total"]
 
 
-def command_plan(cluster: Cluster) -> list[tuple[str, list[dict[str, object]]]]:
+NO_WORKER_AFTER = 10  # seconds a run may wait for a worker before its page says none is running
+
+
+def run_page(run: Run) -> dict[str, Any]:
+    """What the run page and its live events show: the rows by server, progress, and the notices."""
+    return {**run_head(run), "rows": run_rows_by_server(run)}
+
+
+def run_head(run: Run) -> dict[str, Any]:
+    """The run's header alone: status, progress, summary, notices (what most live events re-send)."""
+    done, total = run_progress(run)
+    return {"run": run, "done": done, "total": total, "percent": int(100 * done / total) if total else 0,
+            **run_notices(run)}
+
+
+def run_notices(run: Run) -> dict[str, bool]:
+    """A run that waits with no worker to take it, or whose worker stopped beating."""
+    waiting = run.status == Run.Status.PENDING and (timezone.now() - run.created).total_seconds() >= NO_WORKER_AFTER
+    return {"stalled": run_stalled(run), "no_worker": waiting and not health.worker_answers()}
+
+
+def carp_events(cluster: Cluster, since: datetime | None = None) -> QuerySet[CarpEvent]:
+    """A cluster's transitions, oldest first (the node's own time; when it gave none, when carpweb got it)."""
+    events = CarpEvent.objects.filter(cluster=cluster)
+    if since is not None:
+        events = events.filter(Q(node_time__gte=since) | Q(node_time=None, received__gte=since))
+    return events.order_by(Coalesce("node_time", "received"), "id")
+
+
+def notifications_page() -> dict[str, Any]:
+    """Where notices go, and the latest notices with how each delivery went (failures visible)."""
+    notices = Notice.objects.select_related("cluster").prefetch_related(
+        Prefetch("deliveries", queryset=Delivery.objects.select_related("target")))[:50]
+    return {"targets": NotificationTarget.objects.select_related("cluster"), "notices": notices,
+            "failed": Delivery.objects.filter(status=Delivery.Status.FAILED).count()}
+
+
+def cluster_page(cluster: Cluster) -> dict[str, Any]:
+    """What the cluster page and its live events show."""
+    return {"cluster": cluster, "servers": list(cluster.servers.all()), "runs": cluster.runs.all()[:20],
+            "problems": cluster_readiness(cluster=cluster), "drills": cluster.drills.all()[:20],
+            "diagnosis": [d for d in cluster.diagnosis.splitlines() if d], "timeline": cluster_timeline(cluster),
+            "events": list(cluster.carp_events.all()[:10])}
+
+
+def run_stalled(run: Run) -> bool:
+    """A running run whose worker stopped beating: the reaper (beat, a new worker, the next run) ends it."""
+    return run.status == Run.Status.RUNNING and run.heartbeat is not None and run.heartbeat < stale_since()
+
+
+@dataclass
+class PlannedStep:
+    title: str
+    phase: str
+    reads: list[str]
+    changes: list[str]
+    state: str  # what the last run saw, for a person
+    tone: str  # the state's colour: a Step.Status value
+
+
+def _forecast(phase: str, seen: str | None) -> tuple[str, str]:
+    if phase in OPERATION_PHASES:
+        if seen in (Step.Status.OK, Step.Status.CHANGED):
+            return "already done", Step.Status.OK
+        if seen == Step.Status.FAILED:
+            return "will change", Step.Status.CHANGED
+        return "will change if needed", Step.Status.PENDING
+    if seen == Step.Status.OK:
+        return "passed last time", Step.Status.OK
+    if seen == Step.Status.FAILED:
+        return "failed last time", Step.Status.FAILED
+    return "not checked yet", Step.Status.PENDING
+
+
+def command_plan(cluster: Cluster) -> list[tuple[str, list[PlannedStep]]]:
     """Per node, each step of the wizard's run: its read commands, and the change when one is needed, with what
     the last run saw. The password shows as "$CARP_PASS": it travels on stdin, never in a command."""
-    from .runner import node_steps, targets_for
-
-    last_run = cluster.runs.filter(status__in=["ok", "failed"]).first()
+    last_run = cluster.runs.filter(status__in=[Run.Status.OK, Run.Status.FAILED]).first()
     last = {(s.server_name, s.name): s.status for s in Step.objects.filter(run=last_run)} if last_run else {}
-    steps = node_steps(Run(cluster=cluster, kind="setup"))
-    targets = targets_for(cluster, "<timestamp>")
+    steps = plan_for(Run.Kind.SETUP, configure_service_ip=cluster.configure_service_ip).node_steps
     plan = []
-    for name, target in targets.items():
+    for name, target in targets(cluster, list(cluster.servers.all()), "<timestamp>").items():
         if not cluster.interface:
             target = replace(target, interface="<interface>")
         rows = []
         for step in steps:
-            seen = last.get((name, step.name))
-            if step.phase in ("prepare", "configure"):
-                state = {"ok": "already done", "changed": "already done", "failed": "will change"}.get(
-                    seen or "", "will change if needed")
-            else:
-                state = {"ok": "passed last time", "failed": "failed last time"}.get(seen or "", "not checked yet")
-            changes = step.changes(target)
-            rows.append({"step": step, "reads": step.reads(target), "changes": changes, "state": state})
+            state, tone = _forecast(step.phase, last.get((name, step.name)))
+            rows.append(PlannedStep(step.title, step.phase, step.read_commands(target), step.changes(target), state,
+                                    tone))
         plan.append((name, rows))
     return plan

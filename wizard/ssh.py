@@ -9,12 +9,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import select
 import shlex
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import paramiko
+
+from .carp.facts import CommandResult
 
 KEY_CLASSES: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 TAIL = 4000
@@ -42,12 +46,35 @@ class Endpoint:
         return f"Endpoint({self.name} {self.user}@{self.host}:{self.port})"
 
 
-@dataclass(frozen=True)
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
+def _drain(chan: paramiko.Channel, deadline: float, on_line: Callable[[str], None] | None,
+           idle: float | None = None, keep: bool = True) -> tuple[bytes, bytes]:
+    """Read stdout and stderr until the command exits and its output ends, or raise TimeoutError at `deadline`
+    (with `idle`, the deadline moves on whenever output comes: a silent command times out, a talking one not)."""
+    out, err, partial = bytearray(), bytearray(), b""
+    while True:
+        if chan.recv_ready():
+            data = chan.recv(65536)
+            if idle is not None:
+                deadline = time.monotonic() + idle
+            if keep:
+                out += data
+            if on_line is not None:
+                *lines, partial = (partial + data).split(b"\n")
+                for line in lines:
+                    on_line(line.decode(errors="replace"))
+        elif chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        elif chan.exit_status_ready() and chan.eof_received:
+            break
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            # The channel's descriptor turns readable when data or the exit status arrives (paramiko's pipe).
+            select.select([chan], [], [], min(remaining, 1.0))
+    if on_line is not None and partial:
+        on_line(partial.decode(errors="replace"))
+    return bytes(out), bytes(err)
 
 
 def fingerprint(key_type: str, key_b64: str) -> str:
@@ -147,17 +174,26 @@ class Connection:
             return "doas -n sh -c " + shlex.quote(command)
         return command
 
-    def run(self, command: str, stdin: str | None = None, timeout: float | None = None) -> Result:
+    def run(self, command: str, stdin: str | None = None, timeout: float | None = None,
+            on_line: Callable[[str], None] | None = None) -> CommandResult:
+        """Run one command; `on_line` gets each stdout line as it arrives. The whole command, output included,
+        must end within `timeout` (default: the connection's command timeout)."""
         limit = timeout or self.command_timeout
         started = time.monotonic()
         try:
-            stdin_f, stdout_f, stderr_f = self.client.exec_command(self.wrap(command), timeout=limit)
-            if stdin is not None:
-                stdin_f.write(stdin)
-            stdin_f.channel.shutdown_write()
-            out = stdout_f.read()
-            err = stderr_f.read()
-            code = stdout_f.channel.recv_exit_status()
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise EOFError("the connection is closed")
+            chan = transport.open_session(timeout=limit)
+            try:
+                chan.exec_command(self.wrap(command))
+                if stdin is not None:
+                    chan.sendall(stdin.encode())
+                chan.shutdown_write()
+                out, err = _drain(chan, started + limit, on_line)
+                code = chan.recv_exit_status()
+            finally:
+                chan.close()
         except TimeoutError:
             raise SSHError("timeout", f"{self.ep.name}: a command did not finish within {limit:g} s. The server "
                            "may be overloaded or the network lossy; run again, or raise "
@@ -165,8 +201,29 @@ class Connection:
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise SSHError("unreachable", f"{self.ep.name}: the SSH connection broke ({e or type(e).__name__}). "
                            "Run again when the server is reachable; every step is safe to repeat.") from None
-        return Result(code, out.decode(errors="replace")[-TAIL:], err.decode(errors="replace")[-TAIL:],
-                      time.monotonic() - started)
+        return CommandResult(code, out.decode(errors="replace")[-TAIL:], err.decode(errors="replace")[-TAIL:],
+                             time.monotonic() - started)
+
+    def follow(self, command: str, on_line: Callable[[str], None], idle_timeout: float) -> None:
+        """Run a command that does not end (it follows a log) and hand each line to `on_line`; raise SSHError
+        when no output came for `idle_timeout` seconds (the command prints heartbeats) or the link breaks."""
+        try:
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise EOFError("the connection is closed")
+            chan = transport.open_session(timeout=self.command_timeout)
+            try:
+                chan.exec_command(self.wrap(command))
+                chan.shutdown_write()
+                _drain(chan, time.monotonic() + idle_timeout, on_line, idle=idle_timeout, keep=False)
+            finally:
+                chan.close()
+        except TimeoutError:
+            raise SSHError("timeout", f"{self.ep.name}: nothing heard for {idle_timeout:g} s; the link or the "
+                           "server is down.") from None
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise SSHError("unreachable", f"{self.ep.name}: the SSH connection broke ({e or type(e).__name__}).") \
+                from None
 
     def close(self) -> None:
         self.client.close()

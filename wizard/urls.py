@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views, views_admin
+from . import views, views_admin, views_health, views_live, views_notify
 
 urlpatterns = [
     path("", views.cluster_list, name="cluster-list"),
@@ -21,5 +21,11 @@ urlpatterns = [
     path("clusters/<int:pk>/hostkeys/pin/", views.host_keys_pin, name="host-keys-pin"),
     path("clusters/<int:pk>/runs/", views.run_create, name="run-create"),
     path("runs/<int:pk>/", views.run_detail, name="run-detail"),
-    path("runs/<int:pk>/progress/", views.run_progress, name="run-progress"),
+    path("runs/<int:pk>/events/", views_live.run_events, name="run-events"),
+    path("clusters/<int:pk>/events/", views_live.cluster_events, name="cluster-events"),
+    path("events/inventory/", views_live.inventory_events, name="inventory-events"),
+    path("notifications/", views_notify.notification_list, name="notification-list"),
+    path("notifications/<int:pk>/delete/", views_notify.notification_delete, name="notification-delete"),
+    path("health/", views_health.health, name="health"),
+    path("health/workers/", views_health.worker_banner, name="worker-banner"),
 ]

@@ -9,14 +9,14 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect
 
-from . import audit, crypto, roles, selectors, services
-from .forms import ClusterForm, InterfaceForm, RunForm, ServerFormSet
+from . import audit, crypto, revisions, selectors, services
+from .forms import ClusterForm, HostKeyPinForm, InterfaceForm, RunForm, ServerFormSet
 from .models import Cluster, Run
-from .roles import require_role
+from .plan import PLANS
+from .roles import Role, has_role, require_role
 
 WIZARD_STEPS = [("wizard-cluster", "Cluster"), ("wizard-servers", "Servers"), ("wizard-interface", "Interface"),
                 ("wizard-review", "Review"), ("run", "Run")]
@@ -26,23 +26,24 @@ def _wizard(request: HttpRequest, template: str, cluster: Cluster | None, curren
     return render(request, template, {"cluster": cluster, "steps": WIZARD_STEPS, "current": current, **ctx})
 
 
-@require_role("viewer")
+@require_role(Role.VIEWER)
 def cluster_list(request: HttpRequest) -> HttpResponse:
     q, state = request.GET.get("q", "").strip()[:100], request.GET.get("state", "")
+    rev = revisions.current()
     page = Paginator(selectors.cluster_inventory(q=q, state=state), 50).get_page(request.GET.get("page"))
-    return render(request, "wizard/cluster_list.html", {"page": page, "q": q, "state": state,
-                                                        "states": selectors.INVENTORY_STATES})
+    return render(request, "wizard/cluster_list.html", {
+        "page": page, "q": q, "state": state, "states": selectors.INVENTORY_STATES, "rev": rev,
+        "ids": ",".join(str(c.pk) for c in page.object_list)})
 
 
-@require_role("viewer")
+@require_role(Role.VIEWER)
 def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    rev = revisions.current()
     cluster = get_object_or_404(Cluster, pk=pk)
-    return render(request, "wizard/cluster_detail.html", {
-        "cluster": cluster, "runs": cluster.runs.all()[:20], "problems": services.cluster_readiness(cluster=cluster),
-        "drills": cluster.drills.all()[:20], "diagnosis": [d for d in cluster.diagnosis.splitlines() if d]})
+    return render(request, "wizard/cluster_detail.html", {"rev": rev, **selectors.cluster_page(cluster)})
 
 
-@require_role("admin")
+@require_role(Role.ADMIN)
 def wizard_cluster(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk) if pk else None
     before = audit.cluster_snapshot(cluster) if cluster else None  # before the form copies new values onto it
@@ -67,7 +68,7 @@ def _server_initial(cluster: Cluster) -> list[dict[str, Any]]:
     return rows or [{"name": "server-1", "preferred_master": True}, {"name": "server-2"}]
 
 
-@require_role("admin")
+@require_role(Role.ADMIN)
 def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     if request.method == "POST" and request.GET.get("add"):
@@ -95,7 +96,7 @@ def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
     return _wizard(request, "wizard/step_servers.html", cluster, 1, formset=formset)
 
 
-@require_role("admin")
+@require_role(Role.ADMIN)
 def wizard_interface(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     form = InterfaceForm(request.POST or None, initial={"interface": cluster.interface})
@@ -107,7 +108,7 @@ def wizard_interface(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@require_role("admin")
+@require_role(Role.ADMIN)
 def wizard_discover(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     if cluster.servers.filter(host_key="").exists():
@@ -117,7 +118,7 @@ def wizard_discover(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "wizard/_discovered.html", {"cluster": cluster, "found": found})
 
 
-@require_role("admin")
+@require_role(Role.ADMIN)
 def wizard_review(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     return _wizard(request, "wizard/step_review.html", cluster, 3, plan=selectors.command_plan(cluster),
@@ -126,7 +127,7 @@ def wizard_review(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@require_role("admin")
+@require_role(Role.ADMIN)
 def host_keys(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     return render(request, "wizard/_host_keys.html", {
@@ -134,19 +135,21 @@ def host_keys(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@require_role("admin")
+@require_role(Role.ADMIN)
 def host_keys_pin(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
-    confirmed = {int(k.split("-", 1)[1]): str(v) for k, v in request.POST.items() if k.startswith("fp-") and
-                 k.split("-", 1)[1].isdigit()}
-    try:
-        # Re-pinning a changed key is only possible from a ticked box, on this admin-only view.
-        pinned = services.host_keys_pin(cluster=cluster, confirmed=confirmed, user=request.user,
-                                        repin=request.POST.get("repin") == "1")
-    except services.ServiceError as e:
-        messages.error(request, str(e))
+    form = HostKeyPinForm(request.POST, servers=list(cluster.servers.all()))
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors_as_sentences()))
     else:
-        messages.success(request, "Pinned the host keys of " + (", ".join(pinned) or "no server") + ".")
+        try:
+            # Re-pinning a changed key is only possible from a ticked box, on this admin-only view.
+            pinned = services.host_keys_pin(cluster=cluster, confirmed=form.confirmed(), user=request.user,
+                                            repin=form.cleaned_data["repin"])
+        except services.ServiceError as e:
+            messages.error(request, str(e))
+        else:
+            messages.success(request, "Pinned the host keys of " + (", ".join(pinned) or "no server") + ".")
     target = "wizard-interface" if request.POST.get("next") == "discover" else "wizard-review"
     if getattr(request, "htmx", False):
         return HttpResponseClientRedirect(redirect(target, pk=cluster.pk).url)
@@ -154,15 +157,15 @@ def host_keys_pin(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@require_role("operator")
+@require_role(Role.OPERATOR)
 def run_create(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     form = RunForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Unknown kind of run.")
         return redirect("cluster-detail", pk=pk)
-    needed = roles.RUN_ROLE[form.cleaned_data["kind"]]
-    if not roles.has_role(request.user, needed):
+    needed = PLANS[form.cleaned_data["kind"]].role
+    if not has_role(request.user, needed):
         raise PermissionDenied(f"{form.cleaned_data['kind']} needs the {needed} role.")
     try:
         run = services.run_start(cluster=cluster, kind=form.cleaned_data["kind"], user=request.user,
@@ -173,30 +176,14 @@ def run_create(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("run-detail", pk=run.pk)
 
 
-def _run_context(run: Run) -> dict[str, Any]:
-    done, total = selectors.run_progress(run)
-    return {"run": run, "rows": selectors.run_rows_by_server(run), "done": done, "total": total,
-            "percent": int(100 * done / total) if total else 0}
-
-
-@require_role("viewer")
+@require_role(Role.VIEWER)
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    rev = revisions.current()  # read first: the stream sends whatever changes after it
     run = get_object_or_404(Run.objects.select_related("cluster"), pk=pk)
-    return _wizard(request, "wizard/run_detail.html", run.cluster, 4, **_run_context(run))
-
-
-@require_role("viewer")
-def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(Run.objects.select_related("cluster"), pk=pk)
-    if run.status == Run.Status.RUNNING and run.heartbeat and (timezone.now() - run.heartbeat).total_seconds() > 30:
-        services.runs_reap()
-        run.refresh_from_db()
-    response = render(request, "wizard/_run_progress.html", _run_context(run))
-    if run.done:
-        # 286 tells htmx to stop polling; the body still replaces the fragment one last time.
-        stop = HttpResponseStopPolling(response.content)
-        return stop
-    return response
+    page = selectors.run_page(run)
+    # Rows drawn newer than that need not come again (revisions commit in order, so nothing older is missing).
+    rev = max([rev, *(s.rev for _, steps in page["rows"] for s in steps)])
+    return _wizard(request, "wizard/run_detail.html", run.cluster, 4, rev=rev, **page)
 
 
 def _offer_reconfigure(request: HttpRequest, cluster: Cluster, changed: list[str]) -> None:
@@ -206,7 +193,7 @@ def _offer_reconfigure(request: HttpRequest, cluster: Cluster, changed: list[str
                          extra_tags=f"reconfigure cluster-{cluster.pk}")
 
 
-@require_role("admin")
+@require_role(Role.ADMIN)
 def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     if request.method == "POST":

@@ -8,20 +8,19 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 
-from . import audit, selectors
+from . import audit, selectors, services
 from .forms import AuditFilterForm, UserCreateForm
-from .roles import ROLES, require_role, role_of
+from .roles import ROLES, Role, require_role, role_of
 
 EXPORT_FIELDS = ["id", "ts", "actor_name", "request_id", "source_ip", "action", "object_type", "object_id",
                  "object_repr", "cluster_name", "before", "after", "link", "prev_hash", "hash"]
 
 
-@require_role("viewer")
+@require_role(Role.VIEWER)
 def audit_list(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     form = AuditFilterForm(request.GET or None)
     entries = selectors.audit_entries(form.cleaned_data if form.is_valid() else {})
@@ -71,32 +70,29 @@ def _export_json(entries: Any) -> StreamingHttpResponse:
     return response
 
 
-@require_role("viewer")
+@require_role(Role.VIEWER)
 def audit_verify(request: HttpRequest) -> HttpResponse:
     ok, broken, why = audit.verify()
     return render(request, "wizard/_audit_badge.html", {"ok": ok, "broken": broken, "why": why})
 
 
-@require_role("admin")
+@require_role(Role.ADMIN)
 def user_list(request: HttpRequest) -> HttpResponse:
-    User = get_user_model()
-    form = UserCreateForm(request.POST or None) if request.POST.get("action") == "create" else UserCreateForm()
-    if request.method == "POST":
-        if request.POST.get("action") == "create" and form.is_valid():
-            user = User.objects.create_user(form.cleaned_data["username"], password=form.cleaned_data["password"])
-            user.groups.set([Group.objects.get(name=form.cleaned_data["role"])])
-            messages.success(request, f"Created {user.username} as {form.cleaned_data['role']}.")
-            return redirect("user-list")
-        if request.POST.get("action") == "role":
-            target = User.objects.filter(pk=str(request.POST.get("user", "0"))).first()
-            role = request.POST.get("role")
-            if target is None or role not in ROLES:
-                messages.error(request, "Choose a user and a role.")
-            elif target == request.user:
-                messages.error(request, "You cannot change your own role.")
-            else:
-                target.groups.set([Group.objects.get(name=role)])
-                messages.success(request, f"{target.username} is now {role}.")
-            return redirect("user-list")
-    users = [(u, role_of(u)) for u in User.objects.order_by("username").prefetch_related("groups")]
+    action = request.POST.get("action")
+    form = UserCreateForm(request.POST if action == "create" else None)
+    if action == "create" and form.is_valid():
+        user = services.user_create(username=form.cleaned_data["username"], password=form.cleaned_data["password"],
+                                    role=Role(form.cleaned_data["role"]))
+        messages.success(request, f"Created {user.username} as {form.cleaned_data['role']}.")
+        return redirect("user-list")
+    if action == "role":
+        try:
+            target = services.user_set_role(actor=request.user, user_id=str(request.POST.get("user", "")),
+                                            role=str(request.POST.get("role", "")))
+        except services.ServiceError as e:
+            messages.error(request, str(e))
+        else:
+            messages.success(request, f"{target.username} is now {request.POST.get('role')}.")
+        return redirect("user-list")
+    users = [(u, role_of(u)) for u in get_user_model().objects.order_by("username").prefetch_related("groups")]
     return render(request, "wizard/user_list.html", {"users": users, "form": form, "roles": ROLES})

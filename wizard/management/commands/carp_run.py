@@ -1,4 +1,4 @@
-"""manage.py carp_run CLUSTER {setup,preflight,prepare,verify} [--wait]: the wizard's run, from a shell.
+"""manage.py carp_run CLUSTER KIND [NODE] [--wait]: the wizard's runs, from a shell.
 
 Exit status 0 only when every step is ok or already done.
 """
@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from wizard import services
 from wizard.models import Cluster, Run, Step
+from wizard.plan import status_label
 
 
 class Command(BaseCommand):
@@ -38,11 +39,11 @@ class Command(BaseCommand):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run.refresh_from_db()
-            ended = run.steps.exclude(status__in=[Step.Status.PENDING, Step.Status.RUNNING]).exclude(pk__in=shown)
+            ended = run.steps.exclude(status__in=Step.UNFINISHED).exclude(pk__in=shown)
             for step in ended.order_by("finished", "pk"):
                 shown.add(step.pk)
-                label = "already done" if step.status == "ok" and step.phase == "prepare" else step.status
-                self.stdout.write(f"{step.server_name:12} {step.phase:9} {step.name:16} {label:12} {step.message}")
+                label = status_label(step.status, step.phase)
+                self.stdout.write(f"{step.where:12} {step.phase:9} {step.name:16} {label:12} {step.message}")
             if run.done:
                 self.stdout.write(f"run {run.pk}: {run.status} ({run.summary})")
                 drill = run.drills.first()

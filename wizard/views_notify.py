@@ -1,0 +1,38 @@
+"""The Notifications page: where cluster events go (webhooks, email), and how their deliveries went."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+from .forms import NotificationTargetForm
+from .models import NotificationTarget
+from .roles import Role, has_role, require_role
+
+
+@require_role(Role.OPERATOR)
+def notification_list(request: HttpRequest) -> HttpResponse:
+    form = NotificationTargetForm(request.POST or None)
+    if request.method == "POST":
+        if not has_role(request.user, Role.ADMIN):
+            messages.error(request, "Adding where notifications go needs the admin role.")
+            return redirect("notification-list")
+        if form.is_valid():
+            target = services.target_add(address=form.cleaned_data["address"], cluster=form.cleaned_data["cluster"],
+                                         header_name=form.cleaned_data["header_name"],
+                                         header_value=form.cleaned_data["header_value"])
+            messages.success(request, f"Cluster events now go to {target.address}.")
+            return redirect("notification-list")
+    return render(request, "wizard/notifications.html", {"form": form, **selectors.notifications_page()})
+
+
+@require_POST
+@require_role(Role.ADMIN)
+def notification_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    target = get_object_or_404(NotificationTarget, pk=pk)
+    services.target_delete(target=target)
+    messages.success(request, f"Cluster events no longer go to {target.address}.")
+    return redirect("notification-list")
