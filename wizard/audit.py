@@ -16,7 +16,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import AuditEntry, Cluster, Server
+from .models import AuditCheckpoint, AuditEntry, Cluster, Server
 
 MASKED = "(secret)"
 
@@ -72,19 +72,31 @@ def record(action: str, *, obj: Any = None, cluster: Cluster | None = None, befo
     return entry
 
 
-def verify() -> tuple[bool, int | None, str]:
-    """Walk the chain in order: (intact, first broken entry id, why)."""
-    prev = ""
-    count = 0
-    for entry in AuditEntry.objects.order_by("id").iterator(chunk_size=2000):
+def verify(*, full: bool = True) -> tuple[bool, int | None, str]:
+    """Walk the chain in order: (intact, first broken entry id, why). Not full: start at the latest verified
+    checkpoint (whose entry must still carry the hash it had) and check only what was added since. Each intact
+    walk leaves a checkpoint at its last entry."""
+    prev, count, after = "", 0, 0
+    checkpoint = None if full else AuditCheckpoint.objects.first()
+    if checkpoint is not None:
+        entry = AuditEntry.objects.filter(pk=checkpoint.entry_id).first()
+        if entry is None or entry.hash != checkpoint.hash or digest(entry) != checkpoint.hash:
+            return False, checkpoint.entry_id, (f"entry {checkpoint.entry_id} no longer matches the checkpoint "
+                                                "verified earlier: it was edited or removed")
+        prev, count, after = checkpoint.hash, checkpoint.count, checkpoint.entry_id
+    last = None
+    for entry in AuditEntry.objects.filter(pk__gt=after).order_by("id").iterator(chunk_size=2000):
         count += 1
         if entry.prev_hash != prev:
             return False, entry.pk, (f"entry {entry.pk} does not follow the entry before it: an entry was removed "
                                      "or the order was changed")
         if digest(entry) != entry.hash:
             return False, entry.pk, f"entry {entry.pk} was edited after it was written"
-        prev = entry.hash
-    return True, None, f"{count} entries, chain intact"
+        prev, last = entry.hash, entry.pk
+    if last is not None:
+        AuditCheckpoint.objects.get_or_create(entry_id=last, defaults={"hash": prev, "count": count})
+    since = f", checked from entry {after + 1} on (entries up to {after} were verified before)" if after else ""
+    return True, None, f"{count} entries, chain intact{since}"
 
 
 def cluster_snapshot(cluster: Cluster) -> dict[str, Any]:

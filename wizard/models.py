@@ -376,3 +376,16 @@ class AuditEntry(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise PermissionError("the audit log is append-only")
+
+
+class AuditCheckpoint(models.Model):
+    """A verified point of the audit chain: every entry up to `entry_id` was checked, and this was its hash. The
+    audit page's badge checks only what was added after the latest one; `manage.py audit_verify` walks it all."""
+
+    entry_id = models.BigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    count = models.BigIntegerField(help_text="entries up to and including entry_id")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-entry_id"]

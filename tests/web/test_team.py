@@ -208,6 +208,34 @@ def test_chain_check_finds_the_first_broken_link(tampering):
     assert code == 1 and f"#{expected}" in text
 
 
+def test_the_badge_checks_only_what_came_after_its_verified_checkpoint():
+    from django.test.utils import CaptureQueriesContext
+
+    from wizard.models import AuditCheckpoint
+
+    ids = [audit.record("test.event", after={"n": i}).pk for i in range(6)]
+    assert audit.verify(full=False) == (True, None, "6 entries, chain intact")  # no checkpoint yet: all of it
+    assert AuditCheckpoint.objects.get().entry_id == ids[-1]
+    new = [audit.record("test.event", after={"n": i}).pk for i in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        ok, _, why = audit.verify(full=False)
+    assert ok and why.startswith("9 entries, chain intact, checked from entry")
+    reads = [q["sql"] for q in queries.captured_queries if "wizard_auditentry" in q["sql"]]
+    assert len(reads) == 2 and f'"id" > {ids[-1]}' in reads[1]  # the checkpoint's entry, then only the new ones
+    assert AuditCheckpoint.objects.first().entry_id == new[-1]  # the walk left a checkpoint at its end
+    later = [audit.record("test.event", after={"n": i}).pk for i in range(2)]
+    _tamper("UPDATE wizard_auditentry SET after = %s WHERE id = %s", ['{"n": 99}', later[0]])
+    assert audit.verify(full=False)[:2] == (False, later[0])  # after the checkpoint: found
+    _tamper("UPDATE wizard_auditentry SET after = %s WHERE id = %s", ['{"n": 0}', later[0]])  # put back
+    _tamper("UPDATE wizard_auditentry SET after = %s WHERE id = %s", ['{"n": 98}', new[-1]])
+    assert audit.verify(full=False)[:2] == (False, new[-1])  # the checkpoint's own entry was edited: found
+    _tamper("UPDATE wizard_auditentry SET after = %s WHERE id = %s", ['{"n": 2}', new[-1]])
+    assert audit.verify(full=False)[0]
+    _tamper("UPDATE wizard_auditentry SET after = %s WHERE id = %s", ['{"n": 97}', ids[0]])
+    assert audit.verify(full=False)[0]  # before a checkpoint: only the full check (audit_verify) looks there
+    assert audit.verify()[:2] == (False, ids[0])
+
+
 def test_postgresql_refuses_update_and_delete():
     if connection.vendor != "postgresql":
         pytest.skip("the trigger exists on PostgreSQL (this run is on SQLite; CI runs the PostgreSQL variant)")
