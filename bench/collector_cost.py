@@ -20,31 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import BIN, carpweb, lab, percentile, process_stats
-
-SUBNET = "10.77.0.0/23"
-
-
-def make_clusters(world, servers: int) -> list[int]:  # type: ignore[no-untyped-def]
-    from wizard import services
-    from wizard.models import Cluster
-
-    key = Path(world.key_path).read_text()
-    names = [f"server-{i}" for i in range(1, servers + 1)]
-    for n in range(servers // 2):
-        pair = names[2 * n: 2 * n + 2]
-        cluster = services.cluster_save(cluster=None, data={
-            "name": f"c{n + 1:03d}", "subnet": SUBNET, "gateway": "10.77.0.1", "vip": f"10.77.1.{n + 1}",
-            "vip_prefix": 32, "vhid": n + 1, "advbase": 1, "interface": "em0", "master_advskew": 0,
-            "configure_service_ip": True}, carp_password="")
-        services.servers_save(cluster=cluster, rows=[{
-            "name": host, "address": world.host(host).address, "ssh_host": "127.0.0.1",
-            "ssh_port": world.host(host).ssh_port, "ssh_user": "root", "auth": "key", "secret": key,
-            "privilege": "root", "preferred_master": i == 0} for i, host in enumerate(pair)])
-        offers = services.host_keys_fetch(cluster=cluster)
-        services.host_keys_pin(cluster=cluster, confirmed={o.server.pk: o.fingerprint for o in offers})
-    return list(Cluster.objects.values_list("pk", flat=True))
-
+from harness import BIN, SUBNET, carpweb, lab, make_clusters, percentile, process_stats
 
 MARKS = {"sh": b"trap '' PIPE", "tail": b"tail\x00-n\x00+1\x00-F", "awk": b"$1 != e", "sshd": b"sshd: root"}
 

@@ -132,6 +132,30 @@ def lab(name: str, base_port: int, servers: int = 2, subnet: str = "192.0.2.0/24
         world.down()
 
 
+SUBNET = "10.77.0.0/23"  # the big benches' lab segment (inside the lab's namespaces only)
+
+
+def make_clusters(world, servers: int) -> list[int]:  # type: ignore[no-untyped-def]
+    from wizard import services
+    from wizard.models import Cluster
+
+    key = Path(world.key_path).read_text()
+    names = [f"server-{i}" for i in range(1, servers + 1)]
+    for n in range(servers // 2):
+        pair = names[2 * n: 2 * n + 2]
+        cluster = services.cluster_save(cluster=None, data={
+            "name": f"c{n + 1:03d}", "subnet": SUBNET, "gateway": "10.77.0.1", "vip": f"10.77.1.{n + 1}",
+            "vip_prefix": 32, "vhid": n + 1, "advbase": 1, "interface": "em0", "master_advskew": 0,
+            "configure_service_ip": True}, carp_password="")
+        services.servers_save(cluster=cluster, rows=[{
+            "name": host, "address": world.host(host).address, "ssh_host": "127.0.0.1",
+            "ssh_port": world.host(host).ssh_port, "ssh_user": "root", "auth": "key", "secret": key,
+            "privilege": "root", "preferred_master": i == 0} for i, host in enumerate(pair)])
+        offers = services.host_keys_fetch(cluster=cluster)
+        services.host_keys_pin(cluster=cluster, confirmed={o.server.pk: o.fingerprint for o in offers})
+    return list(Cluster.objects.values_list("pk", flat=True))
+
+
 def process_stats(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) and memory of one process, from /proc."""
     with open(f"/proc/{pid}/stat") as f:

@@ -183,8 +183,11 @@ CARPWEB_METRICS_TOKEN = os.environ.get("CARPWEB_METRICS_TOKEN", "")
 # SSH: every operation has a bound (seconds).
 CARPWEB_SSH_CONNECT_TIMEOUT = float(os.environ.get("CARPWEB_SSH_CONNECT_TIMEOUT", "10"))
 CARPWEB_SSH_COMMAND_TIMEOUT = float(os.environ.get("CARPWEB_SSH_COMMAND_TIMEOUT", "30"))
+# SSH connections one worker process holds at once, over all the runs it carries (each run takes one per server).
+CARPWEB_SSH_MAX_CONNECTIONS = int(os.environ.get("CARPWEB_SSH_MAX_CONNECTIONS", "128"))
 CARPWEB_RUN_TIMEOUT = float(os.environ.get("CARPWEB_RUN_TIMEOUT", "900"))
-# The runner enforces CARPWEB_RUN_TIMEOUT itself; wizard.tasks.run_execute has Celery's hard limit as backstop.
+# The runner enforces CARPWEB_RUN_TIMEOUT itself (the thread pool cannot enforce a Celery time limit; with a
+# prefork worker, wizard.tasks.run_execute's hard limit is a backstop).
 
 # Content Security Policy (Django's own): scripts and styles only from carpweb itself. htmx works under it
 # because no page uses inline scripts, inline handlers or hx-on, and htmx's indicator styles are turned off

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STOP_GRACE = 10.0  # seconds a child gets to stop after SIGTERM before its whole group is killed
+WORKER_THREADS = 64  # runs in flight in scripts/start's worker (see README, "A fleet at a time")
 START_LIMIT = 90.0  # seconds for the web to answer and a worker to answer a ping
 TAIL_LINES = 25
 
@@ -244,7 +245,8 @@ def build_children(args: argparse.Namespace, data_dir: Path, bin_dir: Path) -> l
     children = [web]
     if not args.web_only:
         celery = [str(bin_dir / "celery"), "-A", "carpweb", "worker", "-l", "info"]
-        children.append(Child("worker", [*celery, "-n", "worker@%h", "-c", str(args.concurrency)],
+        # Runs wait on SSH and CARP's timers, not on a CPU: one process with a thread per run in flight.
+        children.append(Child("worker", [*celery, "-n", "worker@%h", "-P", "threads", "-c", str(args.concurrency)],
                               logs / "worker.log"))
         # Deliveries wait on webhooks and mail servers: threads of their own, so a slow target delays no run.
         children.append(Child("notifier", [*celery, "-n", "notifier@%h", "-Q", "notifications", "-P", "threads",
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--beat", action="store_true", help="also run celery beat (drift checks, the reaper)")
     ap.add_argument("--web-only", action="store_true", help="only the web: workers run elsewhere")
-    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=WORKER_THREADS, help="runs the worker carries at once")
     ap.add_argument("--admin-password-file", default="")
     args = ap.parse_args(argv)
     root = Path(__file__).resolve().parent.parent

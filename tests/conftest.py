@@ -55,8 +55,9 @@ def world(fresh_lab, celery_worker_process):
 
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real `celery worker` process (not eager) on the test database and the configured broker."""
-    proc = start_worker(tmp_path_factory.mktemp("worker") / "worker.log", "test", "-c", "4")
+    """A real `celery worker` process (not eager) on the test database and the configured broker, with the thread
+    pool scripts/start and the Procfile use."""
+    proc = start_worker(tmp_path_factory.mktemp("worker") / "worker.log", "test", "-P", "threads", "-c", "16")
     yield proc
     _stop(proc)
 

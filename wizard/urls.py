@@ -7,6 +7,7 @@ from . import views, views_admin, views_health, views_live, views_notify
 urlpatterns = [
     path("", views.cluster_list, name="cluster-list"),
     path("clusters/new/", views.wizard_cluster, name="wizard-new"),
+    path("clusters/check-all/", views.check_all, name="check-all"),
     path("clusters/<int:pk>/", views.cluster_detail, name="cluster-detail"),
     path("clusters/<int:pk>/delete/", views.cluster_delete, name="cluster-delete"),
     path("audit/", views_admin.audit_list, name="audit-list"),

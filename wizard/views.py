@@ -36,6 +36,23 @@ def cluster_list(request: HttpRequest) -> HttpResponse:
         "ids": ",".join(str(c.pk) for c in page.object_list)})
 
 
+@require_role(Role.OPERATOR)
+@require_POST
+def check_all(request: HttpRequest) -> HttpResponse:
+    """Check on every configured cluster; each run shows on the inventory as it proceeds."""
+    items = services.fleet_start(kind=Run.Kind.CHECK, user=request.user)
+    started = sum(item.run is not None for item in items)
+    busy = [item.cluster.name for item in items if item.busy]
+    not_configured = sum(item.run is None and not item.busy for item in items)
+    text = f"Check started on {started} cluster(s)."
+    if busy:
+        text += f" Busy with another run, not checked: {', '.join(busy[:10])}{' …' if len(busy) > 10 else ''}."
+    if not_configured:
+        text += f" {not_configured} cluster(s) without a configured service IP were left out."
+    (messages.warning if busy else messages.success)(request, text)
+    return redirect("cluster-list")
+
+
 @require_role(Role.VIEWER)
 def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
     rev = revisions.current()

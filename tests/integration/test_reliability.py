@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transacti
 def test_killed_worker_marks_run_interrupted_within_60s_and_rerun_converges(world, tmp_path):
     cluster = lab_cluster(world)
     world.fault("server-1", "netem", "200", "0")  # slow enough to kill it mid-run
-    killer = start_worker(tmp_path / "doomed.log", "doomed", "-Q", "doomed", "-c", "1")
+    killer = start_worker(tmp_path / "doomed.log", "doomed", "-Q", "doomed", "-P", "threads", "-c", "1")
     run = Run.objects.create(cluster=cluster, kind="setup", created_by_name="test")
     tasks.run_execute.apply_async((run.pk,), queue="doomed")
     assert wait_until(lambda: Step.objects.filter(run=run, status__in=["ok", "changed"]).count() >= 3)
@@ -45,7 +45,7 @@ def test_killed_worker_marks_run_interrupted_within_60s_and_rerun_converges(worl
 def test_run_time_limit_stops_a_run_that_takes_too_long(world, tmp_path):
     cluster = lab_cluster(world)
     world.fault("server-1", "netem", "300", "0")
-    limited = start_worker(tmp_path / "limited.log", "limited", "-Q", "limited", "-c", "1",
+    limited = start_worker(tmp_path / "limited.log", "limited", "-Q", "limited", "-P", "threads", "-c", "1",
                            env={"CARPWEB_RUN_TIMEOUT": "4"})
     try:
         run = Run.objects.create(cluster=cluster, kind="setup", created_by_name="test")
@@ -63,7 +63,7 @@ def test_run_time_limit_stops_a_run_that_takes_too_long(world, tmp_path):
 
 def test_two_workers_and_duplicate_messages_never_run_a_run_twice(world, tmp_path, celery_worker_process):
     cluster = lab_cluster(world)
-    second = start_worker(tmp_path / "second.log", "second", "-c", "2")
+    second = start_worker(tmp_path / "second.log", "second", "-P", "threads", "-c", "2")
     logs = [celery_worker_process.log_path, tmp_path / "second.log"]
     offsets = {log: len(log.read_text()) for log in logs}
 

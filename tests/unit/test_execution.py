@@ -20,9 +20,9 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFake
 
 
 def make_cluster(world: FakeWorld, *, names=("server-1", "server-2"), configure=False, probe=False,
-                 password="fake-pass-1") -> Cluster:
+                 password="fake-pass-1", name="web") -> Cluster:
     cluster = services.cluster_save(cluster=None, data={
-        "name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "vip": "192.0.2.100", "vhid": 1,
+        "name": name, "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "vip": "192.0.2.100", "vhid": 1,
         "advbase": 1, "interface": "em0", "configure_service_ip": configure}, carp_password=password)
     rows = [{"name": name, "address": f"192.0.2.{11 + i}", "ssh_host": "127.0.0.1", "ssh_port": 22, "ssh_user": "root",
              "auth": "password", "secret": "ssh-pw", "privilege": "root", "preferred_master": i == 0}

@@ -23,6 +23,7 @@ from .context import RunContext
 from .node import connect, execute_stage
 from .reaper import heartbeat
 from .recorder import Recorder
+from .slots import Slots
 from .waits import Stopped
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ STOP_GRACE = 10.0  # seconds the parts of a stopped run get to record how they e
 STAGE_BLOCKED = ("not run: a node did not come through the steps before these; the service IP goes on every "
                  "node or none")
 MAX_PARALLEL_SERVERS = 32
+SLOTS = Slots(settings.CARPWEB_SSH_MAX_CONNECTIONS)  # this worker process's SSH connections, shared by its runs
 
 
 def claim(run_id: int) -> bool:
@@ -115,6 +117,25 @@ def _body(ctx: RunContext) -> None:
         connection.close()
 
 
+def _execute(ctx: RunContext) -> tuple[bool, str]:
+    """The body in its own thread, stopped at CARPWEB_RUN_TIMEOUT: (timed out, internal error)."""
+    body_pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        body = body_pool.submit(_body, ctx)
+        timed_out = not wait([body], timeout=settings.CARPWEB_RUN_TIMEOUT).done
+        if timed_out:
+            ctx.stop.set()
+        _close_sessions(ctx)
+        wait([body], timeout=STOP_GRACE)  # the stopped parts record how they ended
+    finally:
+        body_pool.shutdown(wait=False)
+    failure = body.exception() if body.done() else None
+    if failure is None:
+        return timed_out, ""
+    log.error("run %s failed internally", ctx.run.pk, exc_info=failure)
+    return timed_out, f"{type(failure).__name__}: {failure}"
+
+
 def _close_sessions(ctx: RunContext) -> None:
     for session in list(ctx.sessions.values()):
         session.close()  # also ends any command still waiting on a server
@@ -153,22 +174,13 @@ def run_execute(run_id: int, connector: Connector = ssh_connect) -> Run | None:
     ctx = _context(run, connector)
     ctx.recorder.plan(ctx.servers, [(s.phase, s.name, s.title) for s in ctx.plan.node_steps],
                       ctx.plan.cluster_rows)
-    error = ""
-    body_pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        with heartbeat(run_id):
-            body = body_pool.submit(_body, ctx)
-            timed_out = not wait([body], timeout=settings.CARPWEB_RUN_TIMEOUT).done
-            if timed_out:
-                ctx.stop.set()
-            _close_sessions(ctx)
-            wait([body], timeout=STOP_GRACE)  # the stopped parts record how they ended
-    finally:
-        body_pool.shutdown(wait=False)
-    failure = body.exception() if body.done() else None
-    if failure is not None:
-        error = f"{type(failure).__name__}: {failure}"
-        log.error("run %s failed internally", run_id, exc_info=failure)
+    with heartbeat(run_id), SLOTS.hold(len(ctx.servers), settings.CARPWEB_RUN_TIMEOUT) as free:
+        if free:
+            timed_out, error = _execute(ctx)
+        else:
+            timed_out, error = False, (f"no SSH connection came free in this worker within "
+                                       f"{settings.CARPWEB_RUN_TIMEOUT:g} s (CARPWEB_SSH_MAX_CONNECTIONS="
+                                       f"{SLOTS.limit})")
     _finish(ctx, timed_out, error)
     log.info("run %s %s on cluster %s: %s", run.pk, run.kind, run.cluster.name, run.status)
     return run

@@ -1,6 +1,16 @@
-"""Runs over the whole inventory: the drift schedule's pass (check where the VIP is configured, else verify)."""
+"""Runs over the whole inventory: `carp_run --all`, the inventory's "Check all", and the drift schedule's pass.
+
+A fleet run starts one ordinary run per cluster (the same one-run-per-cluster lock, the same worker queue), so
+nothing here waits on SSH: the workers carry the runs in parallel.
+"""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Exists, OuterRef, QuerySet
 
 from ..models import Cluster, Run
 from .clusters import cluster_readiness
@@ -8,17 +18,67 @@ from .drift import SCHEDULER
 from .errors import ServiceError
 from .runs import run_start
 
+log = logging.getLogger(__name__)
+
+FLEET_KINDS = (Run.Kind.CHECK, Run.Kind.VERIFY)
+# A success of one of these loaded carp on every node: Verify applies from then on.
+PREPARING = (Run.Kind.SETUP, Run.Kind.PREPARE, Run.Kind.CONFIGURE)
+
+
+@dataclass(frozen=True)
+class FleetItem:
+    """One cluster of a fleet run: the run started on it, or why none was."""
+
+    cluster: Cluster
+    run: Run | None = None
+    busy: bool = False  # another run holds the cluster's lock
+    reason: str = ""  # why no run was started
+
+
+def clusters_annotated() -> QuerySet[Cluster]:
+    prepared = Run.objects.filter(cluster=OuterRef("pk"), status=Run.Status.OK, kind__in=PREPARING)
+    return Cluster.objects.annotate(prepared=Exists(prepared)).prefetch_related("servers").order_by("name")
+
+
+def applicable_kind(cluster: Any, kind: str | None) -> tuple[str | None, str]:
+    """The kind to run on the cluster (None: none applies) and, if none, why. kind None: the drift pass's choice."""
+    configured, prepared = cluster.service_ip_configured, cluster.prepared or cluster.service_ip_configured
+    if kind is None:
+        kind = Run.Kind.CHECK if configured else Run.Kind.VERIFY
+    if kind == Run.Kind.CHECK and not configured:
+        return None, "not checked: its service IP is not configured (run Setup or Configure first)"
+    if kind == Run.Kind.VERIFY and not prepared:
+        return None, "not verified: it was never prepared (run Setup first)"
+    return kind, ""
+
+
+def fleet_start(*, kind: str | None, user: Any = None, trigger: str = Run.Trigger.FLEET,
+                actor_name: str = "") -> list[FleetItem]:
+    """Start KIND on every cluster it applies to (kind None: Check where configured, else Verify where
+    prepared). A busy cluster keeps its run and is reported, never waited on."""
+    if kind is not None and kind not in FLEET_KINDS:
+        raise ServiceError(f"{kind} cannot run on every cluster at once; choose one of {', '.join(FLEET_KINDS)}")
+    items = []
+    for cluster in clusters_annotated():
+        chosen, reason = applicable_kind(cluster, kind)
+        problems = cluster_readiness(cluster=cluster) if chosen else []
+        if chosen is None or problems:
+            items.append(FleetItem(cluster, reason=reason or "not ready: " + " ".join(problems)))
+            continue
+        try:
+            run = run_start(cluster=cluster, kind=chosen, user=user, trigger=trigger, actor_name=actor_name)
+        except ServiceError as e:
+            items.append(FleetItem(cluster, busy=True, reason=str(e)))
+            continue
+        items.append(FleetItem(cluster, run=run))
+    return items
+
 
 def drift_check_all() -> list[int]:
-    """Start one run per cluster that can run: check where the VIP is configured, verify where only prepared."""
-    started = []
-    for cluster in Cluster.objects.all():
-        if cluster_readiness(cluster=cluster):
-            continue
-        kind = Run.Kind.CHECK if cluster.service_ip_configured else Run.Kind.VERIFY
-        try:
-            run = run_start(cluster=cluster, kind=kind, trigger=Run.Trigger.SCHEDULE, actor_name=SCHEDULER)
-        except ServiceError:
-            continue  # a run is in progress: the next schedule looks again
-        started.append(run.pk)
-    return started
+    """The drift schedule's pass: the fleet path, and never a second pass while one is still running."""
+    running = Run.objects.filter(trigger=Run.Trigger.SCHEDULE, status__in=Run.ACTIVE).count()
+    if running:
+        log.warning("drift pass skipped: %d run(s) of the previous pass are still in progress", running)
+        return []
+    items = fleet_start(kind=None, trigger=Run.Trigger.SCHEDULE, actor_name=SCHEDULER)
+    return [item.run.pk for item in items if item.run is not None]
