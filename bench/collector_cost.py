@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness import BIN, SUBNET, carpweb, lab, make_clusters, percentile, process_stats
 
-MARKS = {"sh": b"trap '' PIPE", "tail": b"tail\x00-n\x00+1\x00-F", "awk": b"$1 != e", "sshd": b"sshd: root"}
+MARKS = {"sh": b"trap '' PIPE", "tail": b"\x00-n\x00+1\x00-F", "awk": b"$1 != e", "sshd": b"sshd: root"}
 
 
 def node_side(servers: int) -> dict[str, object]:

@@ -389,3 +389,6 @@ class AuditCheckpoint(models.Model):
 
     class Meta:
         ordering = ["-entry_id"]
+
+    def __str__(self) -> str:
+        return f"verified up to entry {self.entry_id} ({self.count} entries)"

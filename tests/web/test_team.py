@@ -39,6 +39,7 @@ MATRIX: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
     "run-create": [("post", {"kind": k}, OPERATOR_ACTION) for k in
                    ("preflight", "verify", "check", "drill", "maintenance-on", "maintenance-off")]
     + [("post", {"kind": k}, ADMIN_ACTION) for k in ("setup", "prepare", "configure", "remove")],
+    "check-all": [("post", {}, OPERATOR_ACTION)],
     "run-detail": [("get", None, READ)],
     "run-events": [("get", {"format": "fragments"}, READ)],
     "cluster-events": [("get", {"format": "fragments"}, READ)],
@@ -222,7 +223,8 @@ def test_the_badge_checks_only_what_came_after_its_verified_checkpoint():
     assert ok and why.startswith("9 entries, chain intact, checked from entry")
     reads = [q["sql"] for q in queries.captured_queries if "wizard_auditentry" in q["sql"]]
     assert len(reads) == 2 and f'"id" > {ids[-1]}' in reads[1]  # the checkpoint's entry, then only the new ones
-    assert AuditCheckpoint.objects.first().entry_id == new[-1]  # the walk left a checkpoint at its end
+    latest = AuditCheckpoint.objects.first()
+    assert latest is not None and latest.entry_id == new[-1]  # the walk left a checkpoint at its end
     later = [audit.record("test.event", after={"n": i}).pk for i in range(2)]
     _tamper("UPDATE wizard_auditentry SET after = %s WHERE id = %s", ['{"n": 99}', later[0]])
     assert audit.verify(full=False)[:2] == (False, later[0])  # after the checkpoint: found
