@@ -43,14 +43,21 @@ def check_all(request: HttpRequest) -> HttpResponse:
     items = services.fleet_start(kind=Run.Kind.CHECK, user=request.user)
     started = sum(item.run is not None for item in items)
     busy = [item.cluster.name for item in items if item.busy]
-    not_configured = sum(item.run is None and not item.busy for item in items)
+    left = [item for item in items if item.run is None and not item.busy]
+    not_ready = [item.cluster.name for item in left if item.reason.startswith(services.NOT_READY)]
     text = f"Check started on {started} cluster(s)."
     if busy:
-        text += f" Busy with another run, not checked: {', '.join(busy[:10])}{' …' if len(busy) > 10 else ''}."
-    if not_configured:
-        text += f" {not_configured} cluster(s) without a configured service IP were left out."
-    (messages.warning if busy else messages.success)(request, text)
+        text += f" Busy with another run, not checked: {_names(busy)}."
+    if not_ready:
+        text += f" Not ready to run (servers or host keys to confirm): {_names(not_ready)}."
+    if len(left) > len(not_ready):
+        text += f" {len(left) - len(not_ready)} cluster(s) without a configured service IP were left out."
+    (messages.success if started and not busy and not not_ready else messages.warning)(request, text)
     return redirect("cluster-list")
+
+
+def _names(names: list[str], shown: int = 10) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 @require_role(Role.VIEWER)

@@ -140,8 +140,11 @@ def test_check_all_button_is_for_operators(fleet, client, django_user_model):
     operator = django_user_model.objects.create_user("otto", password="pw-long-enough-1")
     operator.groups.add(Group.objects.get_or_create(name="operator")[0])
     client.force_login(operator)
-    page = client.post("/clusters/check-all/", follow=True)
-    assert "Check started on 1 cluster(s)." in page.content.decode()
+    unpinned = fleet.cluster("z-new", kind=None)
+    Cluster.objects.filter(pk=unpinned.pk).update(service_ip_configured=True)
+    Server.objects.filter(cluster=unpinned, name="server-2").update(host_key="")
+    text = client.post("/clusters/check-all/", follow=True).content.decode()
+    assert "Check started on 1 cluster(s). Not ready to run (servers or host keys to confirm): z-new." in text
     assert Run.objects.filter(kind="check", trigger=Run.Trigger.FLEET, created_by=operator).count() == 1
 
 

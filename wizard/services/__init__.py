@@ -14,7 +14,7 @@ from .clusters import (
 )
 from .errors import ConcurrentEdit, ServiceError
 from .events import cluster_evaluate, event_record, followed_nodes, node_heard, node_trouble
-from .fleet import FleetItem, drift_check_all, fleet_start
+from .fleet import NOT_READY, FleetItem, drift_check_all, fleet_start
 from .hostkeys import DiscoveredServer, HostKeyOffer, host_keys_fetch, host_keys_pin, interfaces_discover
 from .notifications import DELIVER, DeliveryFailed, delivery_attempt, notice_send, target_add, target_delete
 from .runs import run_execute, run_start, runs_reap
@@ -25,7 +25,7 @@ __all__ = [
     "cluster_evaluate", "delivery_attempt", "event_record", "followed_nodes", "node_heard", "node_trouble",
     "notice_send", "target_add", "target_delete",
     "applied_settings_changed", "carp_password_generate", "cluster_delete", "cluster_readiness", "cluster_save",
-    "FleetItem", "drift_check_all", "fleet_start",
+    "NOT_READY", "FleetItem", "drift_check_all", "fleet_start",
     "host_keys_fetch", "host_keys_pin", "interfaces_discover", "run_execute", "run_start",
     "runs_reap", "servers_save", "user_create", "user_set_role",
 ]

@@ -21,6 +21,7 @@ from .runs import run_start
 log = logging.getLogger(__name__)
 
 FLEET_KINDS = (Run.Kind.CHECK, Run.Kind.VERIFY)
+NOT_READY = "not ready: "  # how the reason of a cluster that cannot run yet begins
 # A success of one of these loaded carp on every node: Verify applies from then on.
 PREPARING = (Run.Kind.SETUP, Run.Kind.PREPARE, Run.Kind.CONFIGURE)
 
@@ -63,7 +64,7 @@ def fleet_start(*, kind: str | None, user: Any = None, trigger: str = Run.Trigge
         chosen, reason = applicable_kind(cluster, kind)
         problems = cluster_readiness(cluster=cluster) if chosen else []
         if chosen is None or problems:
-            items.append(FleetItem(cluster, reason=reason or "not ready: " + " ".join(problems)))
+            items.append(FleetItem(cluster, reason=reason or NOT_READY + " ".join(problems)))
             continue
         try:
             run = run_start(cluster=cluster, kind=chosen, user=user, trigger=trigger, actor_name=actor_name)
