@@ -16,11 +16,10 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
+from .db import in_thread
 from .events import resume_point
 from .streams import events, may_watch, parse_ids, topic_for
 
@@ -45,14 +44,6 @@ def route(scope: Scope) -> tuple[str, int | None, dict[str, list[str]]] | None:
         if m := pattern.match(scope.get("path", "")):
             return kind, int(m.group(1)) if m.groups() else None, query
     return None
-
-
-def _db[**P, R](fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    def fresh(*args: P.args, **kwargs: P.kwargs) -> R:
-        close_old_connections()
-        return fn(*args, **kwargs)
-
-    return sync_to_async(fresh, thread_sensitive=False)
 
 
 async def _plain(send: Send, status: int, text: str) -> None:
@@ -82,11 +73,11 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         await _plain(send, 400, "Bad Request (the Host header is not one of ALLOWED_HOSTS)")
         return
     cookie = SimpleCookie(headers.get("cookie", "")).get(settings.SESSION_COOKIE_NAME)
-    if not await _db(may_watch)(cookie.value if cookie else None):
+    if not await in_thread(may_watch)(cookie.value if cookie else None):
         await _plain(send, 403, "Log in as a viewer (or more) to follow this page live.")
         return
     after = resume_point(headers.get("last-event-id"), (query.get("after") or [""])[0])
-    topic = await _db(topic_for)(kind, pk, parse_ids((query.get("ids") or [""])[0]), after)
+    topic = await in_thread(topic_for)(kind, pk, parse_ids((query.get("ids") or [""])[0]), after)
     if topic is None:
         await _plain(send, 404, "Nothing to follow here.")
         return

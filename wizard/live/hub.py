@@ -8,15 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from .. import revisions
+from .db import in_thread
 from .events import Event, frames
 from .feeds import Feed
 
@@ -25,16 +25,6 @@ POLL_SECONDS = 0.05  # embedded mode: how often the counter is read
 SAFETY_POLL_SECONDS = 1.0  # with NOTIFY: a read now and then, in case a notification was missed
 NOTICE_SECONDS = 5.0  # how often derived notices (no worker, stalled worker) are looked at
 QUEUE_BATCHES = 200  # batches a slow watcher may fall behind before it is dropped
-
-
-def _db[**P, R](fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """Run a database function in a thread, with a healthy connection."""
-
-    def fresh(*args: P.args, **kwargs: P.kwargs) -> R:
-        close_old_connections()
-        return fn(*args, **kwargs)
-
-    return sync_to_async(fresh, thread_sensitive=False)
 
 
 @dataclass(eq=False)
@@ -90,10 +80,10 @@ class Hub:
         """A new watcher of `key`, sent first what changed after `after` (up to what the hub has seen)."""
         async with self.lock:
             if self.rev < 0:
-                self.rev = await _db(revisions.current)()
+                self.rev = await in_thread(revisions.current)()
             watcher = Watcher(last=after)
             if after < self.rev:
-                catch_up = await _db(feed)(after, self.rev)
+                catch_up = await in_thread(feed)(after, self.rev)
                 watcher.offer(catch_up, frames(catch_up))
             topic = self.topics.setdefault(key, Topic(key, feed, notice))
             topic.watchers.add(watcher)
@@ -124,7 +114,7 @@ class Hub:
         async with self.lock:
             for topic in list(self.topics.values()):
                 try:
-                    topic.deliver(await _db(topic.feed)(self.rev, upto))
+                    topic.deliver(await in_thread(topic.feed)(self.rev, upto))
                 except Exception:  # one topic's failure must not stop the others
                     log.exception("live feed %s failed", topic.key)
             self.rev = max(self.rev, upto)
@@ -134,7 +124,7 @@ class Hub:
             for topic in self.topics.values():
                 if topic.notice is None:
                     continue
-                text = await _db(topic.notice)()
+                text = await in_thread(topic.notice)()
                 if text != topic.last_notice:
                     topic.last_notice = text
                     topic.deliver([Event("notice", text, None)])
@@ -165,7 +155,7 @@ class PollSource:
 
     async def wait(self, seen: int) -> int:
         await asyncio.sleep(POLL_SECONDS)
-        return await _db(revisions.current)()
+        return await in_thread(revisions.current)()
 
     async def close(self) -> None:
         return None
@@ -193,7 +183,7 @@ class ListenSource:
             async for note in conn.notifies(timeout=SAFETY_POLL_SECONDS, stop_after=1):
                 latest = max(latest, int(note.payload))
         if latest <= seen:  # nothing (or a missed notification): read the counter itself
-            latest = await _db(revisions.current)()
+            latest = await in_thread(revisions.current)()
         return latest
 
     async def close(self) -> None:
