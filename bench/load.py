@@ -31,6 +31,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_for_web(url: str, web: subprocess.Popen[bytes], limit: float = 90) -> None:
+    """Until every gunicorn worker has booted and answers (a fixed sleep let the first requests of the load queue
+    behind workers that were still importing Django, and counted that as the pages' latency)."""
+    import urllib.request
+
+    deadline, answered = time.monotonic() + limit, 0
+    while answered < 20:  # consecutive answers: spread over the workers by the kernel's accept queue
+        if web.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the web did not start")
+        try:
+            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - loopback
+            answered += 1
+        except OSError:
+            answered = 0
+            time.sleep(0.3)
+
+
 def main() -> dict[str, object]:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clusters", type=int, default=10)
@@ -58,12 +75,17 @@ def main() -> dict[str, object]:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
+        from django.test import Client
+
         from wizard import services
         from wizard.models import Run, Step
         from wizard.plan import plan_for
 
-        password = "load-test-password-1"
-        User.objects.create_superuser("loader", password=password)
+        # The watchers share one logged-in session: 50 password hashes (PBKDF2, ~0.5 s of CPU each) at once would
+        # measure the login, not the progress pages, on a 2-core machine that also runs the lab and the runs.
+        loader = Client()
+        loader.force_login(User.objects.create_superuser("loader", password="load-test-password-1"))
+        session_id = loader.cookies["sessionid"].value
         key = Path(lab.key_path).read_text()
         clusters = []
         for i in range(args.clusters):
@@ -81,23 +103,31 @@ def main() -> dict[str, object]:
             services.host_keys_pin(cluster=cluster, confirmed={o.server.pk: o.fingerprint for o in offers})
             clusters.append(cluster)
         port = _free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "carpweb", "worker", "-l", "warning",
+        procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "carpweb", "worker", "-l", "info",
                                        "-c", str(args.clusters)], cwd=ROOT, env=env,
                                       stdout=open(data / "worker.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
         procs.append(subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "carpweb.asgi:application",
                                        "-k", "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{port}", "-w", "4"],
                                       cwd=ROOT, env=env,
                                       stdout=open(data / "web.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
-        time.sleep(4)
+        _wait_for_web(f"http://127.0.0.1:{port}/login/", procs[-1])
+        # And until the worker's 10 processes have booted (importing Django in each is ~20 s of CPU here): the
+        # load measures pages during runs, not during the worker's start.
+        deadline = time.monotonic() + 120
+        while " ready." not in (data / "worker.log").read_text():
+            if procs[0].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the worker did not start: " + (data / "worker.log").read_text()[-2000:])
+            time.sleep(0.3)
+        time.sleep(3)  # its pool processes finish importing after the main process says ready
         runs = [services.run_start(cluster=c, kind="setup", actor_name="load") for c in clusters]
         t0 = time.monotonic()
         prefix = data / "locust"
         locust = subprocess.run(
             [str(Path(sys.executable).parent / "locust"), "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
-             "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s", "--host",
+             "-u", str(args.users), "-r", str(max(1, args.users // 5)), "-t", f"{args.seconds}s", "--host",
              f"http://127.0.0.1:{port}", "--csv", str(prefix), "--only-summary", "--stop-timeout", "5"],
             cwd=ROOT, env={**env, "CARPWEB_LOAD_RUNS": ",".join(str(r.pk) for r in runs),
-                           "CARPWEB_LOAD_USER": "loader", "CARPWEB_LOAD_PASSWORD": password},
+                           "CARPWEB_LOAD_SESSION": session_id},
             capture_output=True, text=True, timeout=args.seconds + 120, check=False)
         deadline = time.monotonic() + 120
         while Run.objects.filter(pk__in=[r.pk for r in runs], status__in=["pending", "running"]).exists():

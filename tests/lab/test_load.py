@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 def test_fifty_watchers_ten_runs_no_5xx_no_lost_or_duplicated_rows(tmp_path):
     require_lab()
     out = tmp_path / "load.json"
-    res = subprocess.run([sys.executable, "bench/load.py", "--clusters", "10", "--users", "50", "--seconds", "30",
+    res = subprocess.run([sys.executable, "bench/load.py", "--clusters", "10", "--users", "50", "--seconds", "60",
                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=420, check=False)
     assert out.exists(), res.stdout[-2000:] + res.stderr[-3000:]
     figures = json.loads(out.read_text())
