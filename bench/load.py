@@ -139,6 +139,7 @@ def main() -> dict[str, object]:
         progress = stats.get("/runs/[id]/events/?format=fragments", {})
         failures = list(csv.DictReader(open(f"{prefix}_failures.csv")))  # noqa: SIM115
         server_errors = sum(int(f["Occurrences"]) for f in failures if "server error" in f["Error"])
+        retried = sum(int(f["Occurrences"]) for f in failures if "sent again" in f["Error"])
         lost, duplicated, unfinished = 0, 0, 0
         for run in Run.objects.filter(pk__in=[r.pk for r in runs]):
             keys = list(Step.objects.filter(run=run).values_list("server_name", "name"))
@@ -149,7 +150,9 @@ def main() -> dict[str, object]:
             unfinished += Step.objects.filter(run=run, status__in=["pending", "running"]).count()
         result = {
             "clusters": args.clusters, "users": args.users, "seconds": args.seconds,
-            "requests": int(progress.get("Request Count", 0)), "failures": int(progress.get("Failure Count", 0)),
+            "requests": int(progress.get("Request Count", 0)),
+            "failures": int(progress.get("Failure Count", 0)) - retried,
+            "connections_broken_and_retried": retried,
             "server_errors": server_errors, "p50_ms": float(progress.get("50%", 0) or 0),
             "p95_ms": float(progress.get("95%", 0) or 0), "max_ms": float(progress.get("Max Response Time", 0) or 0),
             "rps": float(progress.get("Requests/s", 0) or 0), "runs_ok": Run.objects.filter(

@@ -23,6 +23,8 @@ def test_fifty_watchers_ten_runs_no_5xx_no_lost_or_duplicated_rows(tmp_path):
     print(json.dumps(figures))
     assert figures["requests"] > 500
     assert figures["server_errors"] == 0 and figures["failures"] == 0, figures["failure_kinds"]
+    # A connection broken before any answer is sent again, as a browser does; rare, or it is a failure too.
+    assert figures["connections_broken_and_retried"] <= figures["requests"] // 100, figures
     assert figures["runs_ok"] == 10
     assert figures["lost_rows"] == 0 and figures["duplicated_rows"] == 0 and figures["unfinished_rows"] == 0
     assert figures["p95_ms"] < 2000
