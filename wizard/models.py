@@ -74,7 +74,7 @@ class Server(models.Model):
     preferred_master = models.BooleanField(default=False)
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.NODE)
     maintenance = models.BooleanField(default=False, help_text="demoted on purpose (demotion 240)")
-    carp_state = models.CharField(max_length=10, blank=True)
+    carp_state = models.CharField(max_length=16, blank=True, help_text="MASTER, BACKUP, INIT, unreachable")
     carp_advskew = models.SmallIntegerField(null=True, blank=True)
     demotion = models.IntegerField(null=True, blank=True)
     host_key = models.TextField(blank=True, help_text="pinned host key: 'type base64'")
