@@ -13,14 +13,13 @@ written into 20 nodes' logs one after the other, each timed from the write to it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import BIN, SUBNET, carpweb, lab, make_clusters, percentile, process_stats
+from harness import BIN, SUBNET, carpweb, lab, make_clusters, percentile, process_stats, report
 
 MARKS = {"sh": b"trap '' PIPE", "tail": b"\x00-n\x00+1\x00-F", "awk": b"$1 != e", "sshd": b"sshd: root"}
 
@@ -108,10 +107,7 @@ def main() -> dict[str, object]:
             **node_side(args.servers),
             "line_to_row_ms_p50": round(1000 * percentile(latencies, 0.5)),
             "line_to_row_ms_max": round(1000 * max(latencies)), "transitions_timed": len(latencies)}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result))
-    return result
+    return report(result, args.json)
 
 
 if __name__ == "__main__":

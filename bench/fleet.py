@@ -14,13 +14,12 @@ meanwhile; the worker's peak memory is read at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from harness import SUBNET, carpweb, lab, make_clusters, process_stats
+from harness import SUBNET, carpweb, lab, make_clusters, process_stats, report
 
 
 def wait_runs(pks: list[int], limit: float) -> float:
@@ -111,10 +110,7 @@ def main() -> dict[str, object]:
             "check_all_cpu_s_worker_machine": [(round(w, 2), round(m, 2)) for w, m in cpu_all],
             "worker_peak_rss_mb": round(stats["peak_rss_mb"], 1), "worker_threads_now": stats["threads"],
             "worker_errors": log.count(" ERROR/")}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result))
-    return result
+    return report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,16 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+def report(result: dict[str, object], json_path: str | None) -> dict[str, object]:
+    """Print a bench's figures, and keep them in `--json PATH` when asked."""
+    import json
+
+    print(json.dumps(result, indent=1))
+    if json_path:
+        Path(json_path).write_text(json.dumps(result))
+    return result
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")

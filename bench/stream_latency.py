@@ -11,11 +11,9 @@ the page is open before each run starts. Prints p50/p95/max in milliseconds (JSO
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from pathlib import Path
 
-from harness import carpweb, lab, percentile
+from harness import carpweb, lab, percentile, report
 
 OBSERVER = """
 window.__seen = [];
@@ -111,10 +109,7 @@ def main() -> dict[str, object]:
         "p50_ms": round(percentile(every, 0.5), 1), "p95_ms": round(percentile(every, 0.95), 1),
         "max_ms": round(max(every), 1),
         **{f"{k}_p95_ms": round(percentile(v, 0.95), 1) for k, v in samples.items() if v}}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result))
-    return result
+    return report(result, args.json)
 
 
 if __name__ == "__main__":

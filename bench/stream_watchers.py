@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
-from harness import carpweb, children, lab, process_stats
+from harness import carpweb, children, lab, process_stats, report
 
 Result = tuple[Counter[str], list[int]]
 
@@ -168,10 +166,7 @@ def main() -> dict[str, object]:
         result: dict[str, object] = {"database": "postgresql" if args.database_url else "sqlite",
                   "run": asyncio.run(follow_a_run(url, pid, args.watchers)),
                   "disconnect": asyncio.run(drop_them_all(url, pid, args.watchers))}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result))
-    return result
+    return report(result, args.json)
 
 
 if __name__ == "__main__":
