@@ -276,7 +276,18 @@ class NotificationTarget(models.Model):
         ordering = ["kind", "address"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.address}"
+        return f"{self.get_kind_display()} {self.shown}"
+
+    @property
+    def shown(self) -> str:
+        """The address as pages, messages and the audit log show it: a webhook's path and query often carry its
+        token (Slack, Teams), so only the scheme, host and the path's last 4 characters are shown."""
+        if self.kind != self.Kind.WEBHOOK:
+            return self.address
+        scheme, _, rest = self.address.partition("://")
+        host, sep, tail = rest.partition("/")
+        host = host.rpartition("@")[2]  # user:password@ never shown
+        return f"{scheme}://{host}/…{tail[-4:]}" if sep and len(tail) > 4 else f"{scheme}://{host}/{tail}"
 
 
 class Notice(models.Model):

@@ -24,7 +24,7 @@ def notification_list(request: HttpRequest) -> HttpResponse:
             target = services.target_add(address=form.cleaned_data["address"], cluster=form.cleaned_data["cluster"],
                                          header_name=form.cleaned_data["header_name"],
                                          header_value=form.cleaned_data["header_value"])
-            messages.success(request, f"Cluster events now go to {target.address}.")
+            messages.success(request, f"Cluster events now go to {target.shown}.")
             return redirect("notification-list")
     return render(request, "wizard/notifications.html", {"form": form, **selectors.notifications_page()})
 
@@ -34,5 +34,5 @@ def notification_list(request: HttpRequest) -> HttpResponse:
 def notification_delete(request: HttpRequest, pk: int) -> HttpResponse:
     target = get_object_or_404(NotificationTarget, pk=pk)
     services.target_delete(target=target)
-    messages.success(request, f"Cluster events no longer go to {target.address}.")
+    messages.success(request, f"Cluster events no longer go to {target.shown}.")
     return redirect("notification-list")

@@ -69,6 +69,18 @@ def test_a_secret_header_is_stored_encrypted_and_never_shown_or_audited(admin_cl
     assert not NotificationTarget.objects.exists() and AuditEntry.objects.filter(action="notify.delete").exists()
 
 
+def test_a_token_in_a_webhook_url_is_never_shown_or_audited(admin_client):
+    url = "https://user:pw@hooks.example.org/services/T00/B00/tok3nSecretValue9"
+    assert admin_client.post("/notifications/", {"address": url}).status_code == 302
+    target = NotificationTarget.objects.get()
+    assert target.address == url and target.shown == "https://hooks.example.org/…lue9"
+    page = admin_client.get("/notifications/", follow=True).content.decode()
+    assert "hooks.example.org/…lue9" in page and "tok3nSecret" not in page and "user:pw" not in page
+    admin_client.post(f"/notifications/{target.pk}/delete/")
+    rows = json.dumps(list(AuditEntry.objects.values("object_repr", "before", "after")), ensure_ascii=False)
+    assert "hooks.example.org/…lue9" in rows and "tok3nSecret" not in rows and "user:pw" not in rows
+
+
 def test_notify_add_validates_like_the_page(tmp_path):
     Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     with pytest.raises(CommandError, match="address: Only http:// and https://"):

@@ -39,12 +39,12 @@ def target_add(*, address: str, cluster: Cluster | None = None, header_name: str
     target = NotificationTarget.objects.create(kind=kind, address=address, cluster=cluster, header_name=header_name,
                                                header_value_enc=crypto.encrypt(header_value))
     audit.record("notify.add", obj=target, cluster=cluster,
-                 after={"address": address, "header": f"{header_name}: {audit.MASKED}" if header_name else ""})
+                 after={"address": target.shown, "header": f"{header_name}: {audit.MASKED}" if header_name else ""})
     return target
 
 
 def target_delete(*, target: NotificationTarget) -> None:
-    audit.record("notify.delete", obj=target, cluster=target.cluster, before={"address": target.address})
+    audit.record("notify.delete", obj=target, cluster=target.cluster, before={"address": target.shown})
     target.delete()
 
 

@@ -34,4 +34,4 @@ class Command(BaseCommand):
         target = services.target_add(address=form.cleaned_data["address"], cluster=target_cluster,
                                      header_name=form.cleaned_data["header_name"],
                                      header_value=form.cleaned_data["header_value"])
-        self.stdout.write(f"cluster events of {cluster or 'every cluster'} now go to {target.address}")
+        self.stdout.write(f"cluster events of {cluster or 'every cluster'} now go to {target.shown}")
