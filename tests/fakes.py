@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wizard.carp.facts import CommandResult
+from wizard.carp.facts import CommandResult, batch_output, batch_parts
 from wizard.models import Server
 from wizard.ssh import SSHError
 
@@ -195,6 +195,16 @@ class FakeHost:
         return CommandResult(1, "", "")
 
 
+def answer_batch(command: str, answer: Callable[[str], CommandResult]) -> CommandResult | None:
+    """A batch of reads (wizard.carp.facts.batch_command) answered command by command, as the shell would;
+    None for any other command. Test hosts record each read on its own."""
+    parts = batch_parts(command)
+    if parts is None:
+        return None
+    boundary, commands = parts
+    return batch_output(boundary, [answer(one) for one in commands])
+
+
 class FakeConnection:
     """What wizard.ssh.Connection does, answered by a FakeHost; records every command and its stdin."""
 
@@ -203,6 +213,15 @@ class FakeConnection:
 
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None,
             on_line: Callable[[str], None] | None = None) -> CommandResult:
+        result = answer_batch(command, lambda one: self._one(one, stdin, None))
+        if result is None:
+            return self._one(command, stdin, on_line)
+        if on_line is not None:
+            for line in result.stdout.splitlines():
+                on_line(line)
+        return result
+
+    def _one(self, command: str, stdin: str | None, on_line: Callable[[str], None] | None) -> CommandResult:
         if self.closed.is_set() or not self.host.reachable:
             raise SSHError("unreachable", f"{self.host.name}: the SSH connection broke (fake).")
         self.host.sent.append((command, stdin))
@@ -280,6 +299,9 @@ class RecordingTransport:
 
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None,
             on_line: Callable[[str], None] | None = None) -> CommandResult:
+        return answer_batch(command, lambda one: self.run(one, stdin)) or self._record(command, stdin)
+
+    def _record(self, command: str, stdin: str | None) -> CommandResult:
         self.sent.append((command, stdin))
         return self.answers(command)
 

@@ -262,3 +262,68 @@ def parse_kldload_error(stderr: str) -> str:
 def read_all(facts: list[Fact[Any]], results: list[CommandResult]) -> list[Any]:
     """Each fact's value from its result, in order."""
     return [fact.parse(result) for fact, result in zip(facts, results, strict=True)]
+
+
+# -- several reads in one command -------------------------------------------------------------------
+BOUNDARY = re.compile(r"^[0-9a-f]{16,64}$")
+_BATCH_PART = re.compile(r"printf '%s\\n' '(?P<b>[0-9a-f]+) (?P<i>\d+)'; printf '%s\\n' '(?P=b) (?P=i)' >&2; "
+                         r"\{ (?P<command>.*?)\n\} </dev/null; c=\$\?; ", re.S)
+
+
+def batch_command(commands: list[str], boundary: str) -> str:
+    """Several reads in one exec, one SSH round trip instead of one each. Each command runs in turn with no
+    stdin, its stdout and stderr framed by `boundary` lines (stdout's closing line carries its exit status),
+    so every result comes back whole and apart. The boundary is random per batch (hex, so it needs no quoting);
+    no output of these reads contains it but by a 1 in 2**64 chance."""
+    if not BOUNDARY.match(boundary):
+        raise ValueError("a batch boundary is 16 to 64 lowercase hex digits")
+    return "\n".join(
+        f"printf '%s\\n' '{boundary} {i}'; printf '%s\\n' '{boundary} {i}' >&2; {{ {command}\n}} </dev/null; "
+        f"c=$?; printf '\\n%s %s\\n' '{boundary} {i} end' \"$c\"; printf '\\n%s\\n' '{boundary} {i} end' >&2"
+        for i, command in enumerate(commands))
+
+
+def batch_parts(command: str) -> tuple[str, list[str]] | None:
+    """The boundary and the commands of a `batch_command`, or None for any other command (for test hosts)."""
+    parts = [m.groupdict() for m in _BATCH_PART.finditer(command)]
+    if not parts or [int(p["i"]) for p in parts] != list(range(len(parts))):
+        return None
+    return parts[0]["b"], [p["command"] for p in parts]
+
+
+def _frames(text: str, boundary: str, count: int, with_code: bool) -> list[tuple[str, int | None] | None]:
+    frames: list[tuple[str, int | None] | None] = []
+    pos = 0
+    for i in range(count):
+        start = text.find(f"{boundary} {i}\n", pos)
+        end = re.compile(rf"\n{boundary} {i} end(?: (\d+))?\n").search(text, start + 1) if start >= 0 else None
+        if start < 0 or end is None:
+            frames.append(None)
+            continue
+        body = text[start + len(f"{boundary} {i}\n"):end.start()]
+        frames.append((body, int(end.group(1)) if with_code and end.group(1) else None))
+        pos = end.end()
+    return frames
+
+
+def batch_results(result: CommandResult, boundary: str, count: int) -> list[CommandResult]:
+    """Each command's result from the output of `batch_command`. A command whose frame is missing (the batch
+    was cut short) failed with what the whole batch said."""
+    outs = _frames(result.stdout, boundary, count, with_code=True)
+    errs = _frames(result.stderr, boundary, count, with_code=False)
+    results = []
+    for out, err in zip(outs, errs, strict=True):
+        if out is None or out[1] is None:
+            results.append(CommandResult(result.code or 1, "", f"the reads ended early (exit {result.code})"))
+        else:
+            results.append(CommandResult(out[1], out[0], err[0] if err else ""))
+    if results:
+        results[-1] = CommandResult(results[-1].code, results[-1].stdout, results[-1].stderr, result.seconds)
+    return results
+
+
+def batch_output(boundary: str, results: list[CommandResult]) -> CommandResult:
+    """What the shell prints for `batch_command` when its commands give `results` (for test hosts)."""
+    out = "".join(f"{boundary} {i}\n{r.stdout}\n{boundary} {i} end {r.code}\n" for i, r in enumerate(results))
+    err = "".join(f"{boundary} {i}\n{r.stderr}\n{boundary} {i} end\n" for i, r in enumerate(results))
+    return CommandResult(0, out, err)

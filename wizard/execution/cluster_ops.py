@@ -7,6 +7,7 @@ nodes, waits for CARP through `until`, and records rows.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from django.utils import timezone
 
@@ -54,8 +55,16 @@ def prober_session(ctx: RunContext, found: list[NodeFacts]) -> Session | None:
 
 
 def gather(ctx: RunContext, transcript: Transcript) -> tuple[list[NodeFacts], bool | None]:
-    """Every node's CARP facts, and whether the VIP answers a ping from the prober (None: nobody to ask)."""
-    found = [_node_facts(ctx, server, transcript) for server in ctx.nodes]
+    """Every node's CARP facts, read on all nodes at once (one round trip each, so the look is close to a
+    snapshot), and whether the VIP answers a ping from the prober (None: nobody to ask)."""
+    parts: list[Transcript] = [[] for _ in ctx.nodes]
+    if len(ctx.nodes) > 1:
+        with ThreadPoolExecutor(max_workers=len(ctx.nodes)) as pool:
+            found = list(pool.map(lambda i: _node_facts(ctx, ctx.nodes[i], parts[i]), range(len(ctx.nodes))))
+    else:
+        found = [_node_facts(ctx, server, parts[0]) for server in ctx.nodes]
+    for part in parts:
+        transcript.extend(part)
     prober = prober_session(ctx, found)
     if prober is None:
         return found, None
@@ -76,33 +85,40 @@ def set_demotion(session: Session, current: int, wanted: int, transcript: Transc
     return True
 
 
-def repair_demotions(ctx: RunContext, transcript: Transcript) -> list[str]:
-    """Undo what a drill or send errors left raised; keep maintenance nodes at their demotion."""
+def repair_demotions(ctx: RunContext, found: list[NodeFacts], transcript: Transcript) -> list[str]:
+    """Undo what a drill or send errors left raised (from a look's demotion values); keep maintenance nodes at
+    their demotion."""
     ctx.cluster.drills.filter(demotion_pending=True).update(demotion_pending=False)
+    maintenance = {s.name: s.maintenance for s in ctx.nodes}
     repaired = []
-    for server in ctx.nodes:
-        session = ctx.sessions.get(server.name)
-        current = session.read(facts.SysctlInt(facts.DEMOTION), transcript) if session else None
-        if session is None or current is None:
+    for node in found:
+        session = ctx.sessions.get(node.name)
+        if session is None or node.demotion is None:
             continue
-        wanted = carp_cluster.wanted_demotion(server.maintenance)
-        if set_demotion(session, current, wanted, transcript):
-            repaired.append(f"{server.name}: demotion {current} -> {wanted}")
+        wanted = carp_cluster.wanted_demotion(maintenance[node.name])
+        if set_demotion(session, node.demotion, wanted, transcript):
+            repaired.append(f"{node.name}: demotion {node.demotion} -> {wanted}")
     return repaired
 
 
-def _observe_until_settled(ctx: RunContext, expect_home: bool) -> tuple[list[NodeFacts], bool | None, Diagnosis,
-                                                                          Transcript]:
+Look = tuple[list[NodeFacts], bool | None, Diagnosis, Transcript]
+
+
+def _observe_until_settled(ctx: RunContext, expect_home: bool, first: Look | None = None) -> Look:
+    """Look at the cluster until CARP has settled (or CARP's transition deadline passes); `first` is a look
+    already taken."""
     home = next((s.name for s in ctx.nodes if s.preferred_master and not s.maintenance), None)
     in_maintenance = {s.name for s in ctx.nodes if s.maintenance}
-    seen: dict[str, tuple[list[NodeFacts], bool | None, Diagnosis, Transcript]] = {}
+    seen: dict[str, Look] = {}
 
     def look() -> bool:
-        transcript: Transcript = []
-        found, answers = gather(ctx, transcript)
-        diagnosis = carp_cluster.diagnose(found, ctx.cluster.vhid, answers)
-        seen["last"] = (found, answers, diagnosis, transcript)
-        return carp_cluster.settled(diagnosis, home, expect_home, in_maintenance)
+        if first is not None and "last" not in seen:
+            seen["last"] = first
+        else:
+            transcript: Transcript = []
+            found, answers = gather(ctx, transcript)
+            seen["last"] = (found, answers, carp_cluster.diagnose(found, ctx.cluster.vhid, answers), transcript)
+        return carp_cluster.settled(seen["last"][2], home, expect_home, in_maintenance)
 
     until(look, seconds=carp_cluster.transition_deadline(ctx.cluster.advbase), every=0.5, stop=ctx.stop)
     return seen["last"]
@@ -120,19 +136,24 @@ def _store_observation(ctx: RunContext, found: list[NodeFacts], diagnosis: Diagn
 
 def check(ctx: RunContext, row: Step) -> bool:
     """One MASTER, the rest BACKUP, the VIP answers; repair leftover demotions; name the cause otherwise."""
+    first_transcript: Transcript = []
+    found, answers = gather(ctx, first_transcript)
     repair_transcript: Transcript = []
-    repaired = repair_demotions(ctx, repair_transcript)
+    repaired = repair_demotions(ctx, found, repair_transcript)
+    first = None if repaired else (found, answers, carp_cluster.diagnose(found, ctx.cluster.vhid, answers),
+                                   first_transcript)
     expect_home = bool(repaired) or ctx.plan.maintenance is not None
-    found, answers, diagnosis, transcript = _observe_until_settled(ctx, expect_home)
+    found, answers, diagnosis, transcript = _observe_until_settled(ctx, expect_home, first)
     lines = [*(f"Repaired {r}." for r in repaired), *diagnosis.problems]
     _store_observation(ctx, found, diagnosis, lines)
     states = ", ".join(f"{n.name} {n.shown_state}" for n in found)
+    transcript = transcript if first is not None else first_transcript + repair_transcript + transcript
     if diagnosis.healthy:
         vip = "answers" if answers else "not probed" if answers is None else "does not answer"
         finish(ctx, row, Step.Status.CHANGED if repaired else Step.Status.OK,
-                f"{states}; VIP {vip}. " + " ".join(lines), repair_transcript + transcript)
+               f"{states}; VIP {vip}. " + " ".join(lines), transcript)
         return True
-    finish(ctx, row, Step.Status.FAILED, f"{states}. " + " ".join(lines), repair_transcript + transcript)
+    finish(ctx, row, Step.Status.FAILED, f"{states}. " + " ".join(lines), transcript)
     return False
 
 

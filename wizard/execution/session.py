@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..carp.facts import CommandResult, Fact
+from ..carp.facts import CommandResult, Fact, batch_command, batch_results
 from ..carp.service_ip import PASS_REF
 from .connect import Transport
 
@@ -32,7 +33,20 @@ class Session:
 
     def read_all(self, facts: list[Fact[Any]], transcript: Transcript,
                  on_line: Callable[[str], None] | None = None) -> tuple[list[Any], list[CommandResult]]:
-        results = [self.run(fact.command(), transcript, on_line=on_line) for fact in facts]
+        """Read several facts in one round trip (carp.facts.batch_command); the transcript lists each read."""
+        commands = [fact.command() for fact in facts]
+        if len(commands) < 2 or any(PASS_REF in c for c in commands):
+            results = [self.run(c, transcript, on_line=on_line) for c in commands]
+        else:
+            transcript.extend(commands)
+            boundary = secrets.token_hex(8)
+
+            def framed(line: str) -> None:  # live output shows the reads' lines, not the frames
+                if on_line is not None and line and not line.startswith(boundary):
+                    on_line(line)
+
+            batch = self.transport.run(batch_command(commands, boundary), on_line=framed)
+            results = batch_results(batch, boundary, len(commands))
         return [fact.parse(r) for fact, r in zip(facts, results, strict=True)], results
 
     def close(self) -> None:
