@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -72,19 +73,75 @@ def store_keys(lab: Layout, hosts: list[str]) -> None:
             shutil.copy2(key + ".pub", kept + ".pub")
 
 
+NATIVE_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native")
+RUN_PY = """import os, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from freebsd.main import run
+name = sys.argv[1]
+sys.argv = [name, *sys.argv[2:]]
+run(name)
+"""
+# Without a C compiler: the same two programs as scripts (each command then starts Python: ~55 ms of CPU).
+SESSION_SH = """#!/bin/sh
+{ date -u +%Y-%m-%dT%H:%M:%S.%3NZ | tr -d '\\n'; printf ' %s ' "$USER"; \\
+printf '%s' "${SSH_ORIGINAL_COMMAND:-<interactive shell>}" | tr '\\n' ' '; echo; } >> "$1"
+if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"; fi
+exec /bin/sh -i
+"""
+
+
+def _compile(source: str, target: str, *defines: str) -> bool:
+    """Build one of the lab's C programs; False when this machine has no C compiler (or the build failed)."""
+    if not shutil.which("gcc"):
+        return False
+    res = subprocess.run(["gcc", "-O2", "-Wall", *defines, "-o", target + ".new", os.path.join(NATIVE_SRC, source)],
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        sys.stderr.write("lab: building %s failed, using the slow path:\n%s" % (source, res.stderr))
+        return False
+    os.chmod(target + ".new", 0o755)
+    os.replace(target + ".new", target)  # a running host never sees a half-written program
+    return True
+
+
+def session_program(labdir: str) -> str:
+    """sshd's ForceCommand: logs each command to the log given as its argument, then runs it with /bin/sh."""
+    return os.path.join(labdir, "libexec", "carplab-session")
+
+
 def install_emulator(labdir: str) -> None:
-    """Copy the emulator into the lab and put one command per FreeBSD program in its bin directory."""
-    target = os.path.join(labdir, "emu", "freebsd")
-    shutil.copytree(EMULATOR_SRC, target, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-    subprocess.run([_python(), "-m", "compileall", "-q", target], check=False)
+    """Copy the emulator into the lab and put one command per FreeBSD program in its bin directory: the small
+    client of each host's emulator daemon (lab/native/emu.c, zygote.py) where gcc is there, else a script."""
+    emu = os.path.join(labdir, "emu")
+    shutil.copytree(EMULATOR_SRC, os.path.join(emu, "freebsd"), ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)
+    _write(os.path.join(emu, "run.py"), RUN_PY)
+    subprocess.run([_python(), "-m", "compileall", "-q", emu], check=False)
+    libexec = os.path.join(labdir, "libexec")
+    os.makedirs(libexec, exist_ok=True)
+    client = os.path.join(libexec, "carplab-emu")
+    native = _compile("emu.c", client, '-DEMU_RUN="%s"' % os.path.join(emu, "run.py"), '-DPYTHON="%s"' % _python())
+    if not _compile("session.c", session_program(labdir)):
+        _write(session_program(labdir), SESSION_SH, 0o755)
     for name in [*COMMANDS, "carplab"]:
-        _write(os.path.join(labdir, "bin", name),
-               "#!%s -IS\nimport sys\nsys.path.insert(0, %r)\nfrom freebsd.main import run\nrun(%r)\n"
-               % (_python(), os.path.join(labdir, "emu"), name), 0o755)
+        path = os.path.join(labdir, "bin", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        if native:
+            os.symlink(client, path)
+        else:
+            _write(path, "#!%s -IS\nimport sys\nsys.path.insert(0, %r)\nfrom freebsd.main import run\nrun(%r)\n"
+                   % (_python(), emu, name), 0o755)
     # FreeBSD's `tail -f`/`-F` is woken by kqueue as soon as the file grows; GNU tail cannot use inotify on the
     # lab's overlay /var and would poll once a second, so the lab's polls every 0.1 s (FreeBSD's timing).
     _write(os.path.join(labdir, "bin", "tail"), '#!/bin/sh\nexec /usr/bin/tail -s 0.1 "$@"\n', 0o755)
     os.chmod(labdir, 0o755)
+
+
+def emulator_daemon(labdir: str) -> list[str]:
+    """The command that runs one host's emulator daemon (inside the host's namespaces)."""
+    return [_python(), "-IS", os.path.join(labdir, "emu", "freebsd", "zygote.py")]
 
 
 def write_faults(hostdir: str, **faults: bool) -> None:
@@ -154,7 +211,7 @@ def write_host_tree(lab: Layout, spec: HostSpec) -> None:
     key = os.path.join(hd, "ssh_host_ed25519_key")
     make_key(key, "root@" + spec.name, os.path.join(lab.key_store, spec.name) if lab.key_store else None)
     _write(os.path.join(hd, "sshd_config"), _sshd_config(lab, spec, key))
-    _write_session_scripts(lab, spec)
+    _write_holder_and_relay(lab, spec)
     _write_carp_hooks(hd)
 
 
@@ -187,22 +244,13 @@ PrintLastLog no
 MaxStartups 200:30:400
 MaxSessions 64
 LogLevel ERROR
-ForceCommand {lab.hostdir(spec.name)}/session.sh
+ForceCommand {session_program(lab.dir)} {lab.hostdir(spec.name)}/commands.log
 """
 
 
-def _write_session_scripts(lab: Layout, spec: HostSpec) -> None:
-    """The SSH session wrapper (logs each command, runs it with /bin/sh), the namespace holder, the relay."""
+def _write_holder_and_relay(lab: Layout, spec: HostSpec) -> None:
+    """The namespace holder and the relay (the session wrapper is shared: `session_program`)."""
     hd = lab.hostdir(spec.name)
-    # Every command an SSH session runs is logged (one line, timestamped) and then run by /bin/sh,
-    # root's shell on FreeBSD: no bash, no .bashrc.
-    _write(os.path.join(hd, "session.sh"), f"""\
-#!/bin/sh
-{{ date -u +%Y-%m-%dT%H:%M:%S.%3NZ | tr -d '\\n'; printf ' %s ' "$USER"; \
-printf '%s' "${{SSH_ORIGINAL_COMMAND:-<interactive shell>}}" | tr '\\n' ' '; echo; }} >> {hd}/commands.log
-if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"; fi
-exec /bin/sh -i
-""", 0o755)
     _write(os.path.join(hd, "holder.sh"), f"""\
 set -e
 hostname {spec.name}

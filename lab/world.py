@@ -31,7 +31,7 @@ def lab_available() -> tuple[bool, str]:
         return False, "the lab needs root (network namespaces, mounts)"
     for tool in ("ip", "unshare", "nsenter", "socat", "ucarp", "ssh-keygen", "tc"):
         if shutil.which(tool) is None:
-            return False, "the lab needs %s (see .ci/install-debian-packages)" % tool
+            return False, "the lab needs %s (scripts/bootstrap installs it)" % tool
     if not os.path.exists("/usr/sbin/sshd"):
         return False, "the lab needs OpenSSH's sshd (package openssh-server)"
     probe = "carpwebprobe%d" % os.getpid()
@@ -125,6 +125,7 @@ class Lab:
         with self._lock():
             if self.is_up():
                 files.install_emulator(self.dir)  # keeps a running lab's commands current
+                self.restart_emulators()
                 files.store_keys(self.layout, [spec.name for spec in self.config.hosts()])
                 return self.status()
             self._teardown()
@@ -193,6 +194,7 @@ class Lab:
                     spec.name, open(os.path.join(hd, "holder.log")).read()))
             time.sleep(0.01)
         info = {"holder": self._holder_pid(holder.pid), "holder_group": holder.pid, "ns": ns}
+        info["emu"] = self._start_emulator(spec, info)
         info["sshd"] = self._start_sshd(spec, info)
         info["relay"] = self._start_relay(spec)
         return info
@@ -208,6 +210,38 @@ class Lab:
 
     def _enter(self, info: dict[str, Any]) -> list[str]:
         return ["nsenter", "-t", str(info["holder"]), "-m", "-n", "-u", "--"]
+
+    def _start_emulator(self, spec: HostSpec, info: dict[str, Any]) -> int:
+        """The host's emulator daemon (lab/freebsd/zygote.py): its FreeBSD commands run as forks of it."""
+        hd = self.hostdir(spec.name)
+        ready = os.path.join(hd, "run", "emu.ready")  # written by the daemon once it listens
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(ready)
+        proc = subprocess.Popen([*self._enter(info), *files.emulator_daemon(self.dir)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(hd, "emu.log"), "a"),
+                                start_new_session=True)
+        for _ in range(500):
+            if os.path.exists(ready):
+                return proc.pid
+            if proc.poll() is not None:
+                with open(os.path.join(hd, "emu.log")) as f:
+                    raise LabError("host %s: the emulator exited: %s" % (spec.name, f.read()))
+            time.sleep(0.01)
+        raise LabError("host %s: the emulator did not start listening" % spec.name)
+
+    def stop_emulator(self, host: str) -> None:
+        """Stop one host's emulator daemon: its commands then start the emulator themselves (the slow path)."""
+        kill_group(self._info(host).get("emu", 0))
+
+    def restart_emulators(self) -> None:
+        """New emulator code (`up` on a running lab) reaches the hosts' daemons."""
+        state = self._load()
+        for spec in self.config.hosts():
+            info = state["hosts"][spec.name]
+            if info.get("emu"):
+                kill_group(info["emu"])
+            info["emu"] = self._start_emulator(spec, info)
+        self._save(state)
 
     def _start_sshd(self, spec: HostSpec, info: dict[str, Any]) -> int:
         hd = self.hostdir(spec.name)
@@ -245,7 +279,7 @@ class Lab:
         """Remove everything a lab of this name made, from its state file and by name (after a crash)."""
         state = self._load()
         for info in state.get("hosts", {}).values():
-            for key in ("relay", "hang", "rogue"):
+            for key in ("relay", "hang", "rogue", "emu"):
                 if info.get(key):
                     kill_group(info[key])
         # Relays forked per connection carry the lab dir in their command line.
@@ -294,6 +328,10 @@ class Lab:
                 return info
         raise LabError("no host %r in lab %s (is it up?)" % (name, self.config.name))
 
+    def host_pids(self, host: str) -> dict[str, int]:
+        """The processes the lab keeps for a host: holder, emu (its emulator daemon), sshd, relay."""
+        return {k: v for k, v in self._info(host).items() if k in ("holder", "emu", "sshd", "relay")}
+
     def _info(self, host: str) -> dict[str, Any]:
         state = self._load()
         if host not in state.get("hosts", {}):
@@ -329,8 +367,11 @@ class Lab:
         """Runtime state is lost; loader.conf, sysctl.conf and rc.conf are applied again, as at boot."""
         info = self._info(host)
         for pid in sh("ip", "netns", "pids", self.ns(host), check=False).stdout.split():
-            with open("/proc/%s/comm" % pid) as f:
-                comm = f.read().strip()
+            try:
+                with open("/proc/%s/comm" % pid) as f:
+                    comm = f.read().strip()
+            except OSError:  # it ended meanwhile (a command that finished)
+                continue
             if comm == "sshd" and int(pid) != info["sshd"]:
                 kill_group(int(pid))
         self.exec(host, ["carplab", "halt"], check=True)

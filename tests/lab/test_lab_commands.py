@@ -1,6 +1,7 @@
 """Every emulated FreeBSD command, over real SSH, against shared/reference/freebsd-carp.md."""
 
 import re
+import time
 
 import pytest
 
@@ -154,3 +155,34 @@ def test_version_specific_outputs(tmp_path, monkeypatch, capsys, version, header
 def test_command_log_records_each_session_command(fresh_lab, s1):
     s1.run("uname -r")
     assert fresh_lab.log("server-1")[-1].endswith(" root uname -r")
+
+
+READS = ["kldstat -m carp", "sysctl net.inet.carp.preempt", "ifconfig em9", "sysrc -f /boot/loader.conf -n carp_load",
+         "uname -s; uname -r", "freebsd-version -ku", "kldload", "ifconfig -l", "route -n get default"]
+
+
+def test_commands_answer_the_same_through_the_emulator_daemon_and_without_it(fresh_lab, s1):
+    """Each command runs as a fork of the host's emulator daemon (lab/freebsd/zygote.py); when the daemon is
+    gone, the command starts the emulator itself. Outputs and exit codes are the same either way."""
+    through_daemon = [s1.run(command) for command in READS]
+    daemon = fresh_lab.host_pids("server-1")["emu"]
+    assert any(int(pid) == daemon for pid in s1.run("ps -e -o pid=")[1].split())
+    try:
+        fresh_lab.stop_emulator("server-1")
+        assert [s1.run(command) for command in READS] == through_daemon
+    finally:
+        fresh_lab.restart_emulators()
+    assert through_daemon[0] == (1, "", "kldstat: can't find module carp: No such file or directory\n")
+
+
+def test_a_command_whose_caller_went_away_is_ended(fresh_lab, s1):
+    """A long command (the drill's probe) must not outlive its SSH session: its caller's end ends it."""
+    _, stdout, _ = s1.client.exec_command("ping -c 100 -i 0.1 192.0.2.1")
+    stdout.channel.recv(64)  # it runs
+    daemon = fresh_lab.host_pids("server-1")["emu"]
+    assert fresh_lab.exec("server-1", ["pgrep", "-P", str(daemon)]).stdout.strip()  # the command, a fork
+    stdout.channel.close()
+    deadline = time.monotonic() + 5
+    while fresh_lab.exec("server-1", ["pgrep", "-P", str(daemon)]).stdout.strip():
+        assert time.monotonic() < deadline, "the command outlived its SSH session"
+        time.sleep(0.1)
