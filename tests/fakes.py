@@ -176,6 +176,8 @@ class FakeHost:
             return CommandResult(1, "", f"sysctl: unknown oid '{args[-1].split('=')[0]}'\n")
         if args[0] == "-n":
             return CommandResult(0, f"{self.sysctl[args[1].rsplit('.', 1)[1]]}\n", "")
+        if args == ["net.inet.carp"]:
+            return CommandResult(0, "".join(f"net.inet.carp.{k}: {v}\n" for k, v in self.sysctl.items()), "")
         name, value = args[0].split("=")
         key = name.rsplit(".", 1)[1]
         before = self.sysctl[key]

@@ -37,6 +37,16 @@ def test_ifconfig_fact_reads_addresses_vhids_and_carp_state():
     assert facts.Ifconfig("em9").parse(r(1, "", "ifconfig: interface em9 does not exist")) == {}
 
 
+def test_the_carp_sysctl_tree_reads_every_variable_in_one_command():
+    listing = ("net.inet.carp.allow: 1\nnet.inet.carp.dscp: 56\nnet.inet.carp.preempt: 0\nnet.inet.carp.log: 1\n"
+               "net.inet.carp.demotion: -240\nnet.inet.carp.senderr_demotion_factor: 240\n")
+    tree = facts.SysctlTree("net.inet.carp")
+    assert tree.command() == "sysctl net.inet.carp"
+    values = tree.parse(r(0, listing))
+    assert values[facts.PREEMPT] == 0 and values[facts.DEMOTION] == -240 and len(values) == 6
+    assert tree.parse(r(1, "", "sysctl: unknown oid 'net.inet.carp'\n")) == {}
+
+
 def test_facts_against_the_reference_transcripts():
     assert facts.DefaultGateway().parse(r(0, "   route to: default\n    gateway: 192.0.2.1\n")) == "192.0.2.1"
     assert facts.SysrcValue("carp_load", "/boot/loader.conf").parse(r(1, "", "sysrc: unknown variable")) is None

@@ -54,6 +54,8 @@ def _answers(command: str) -> CommandResult:
     """Enough of a host for every code path: demotion 240 (so repairs write), carp loaded, nothing configured."""
     if command.startswith("sysctl -n"):
         return CommandResult(0, "240\n", "")
+    if command == "sysctl net.inet.carp":
+        return CommandResult(0, "net.inet.carp.allow: 1\nnet.inet.carp.demotion: 240\n", "")
     if command.startswith("sysctl "):
         return CommandResult(0, "", "")
     return CommandResult(1, "", "")

@@ -15,6 +15,7 @@ from .facts import Fact, q
 from .service_ip import RC_CONF, alias_slot
 from .steps import Target
 
+CARP_SYSCTLS = "net.inet.carp"  # the node whose variables Check reads (demotion, preempt)
 DEMOTION = 240  # what a drill or maintenance adds (FreeBSD's own demotion factors are 240)
 MAX_SKEW = 255
 # Extra seconds on top of the master-down bound while waiting for a transition to show: process start,
@@ -53,8 +54,8 @@ def probe_command(vip: str, count: int = PROBE_COUNT, interval: float = PROBE_IN
 
 def reads(t: Target) -> list[Fact[Any]]:
     """What Check reads on each node."""
-    return [facts.Ifconfig(t.interface), facts.SysctlInt(facts.DEMOTION), facts.SysctlInt(facts.PREEMPT),
-            facts.FileText(RC_CONF), facts.FileText(events.RULE)]
+    return [facts.Ifconfig(t.interface), facts.SysctlTree(CARP_SYSCTLS), facts.FileText(RC_CONF),
+            facts.FileText(events.RULE)]
 
 
 @dataclass
@@ -82,11 +83,12 @@ class NodeFacts:
 
 def node_facts(t: Target, values: list[Any], maintenance: bool = False) -> NodeFacts:
     """A node's facts from the values of `reads(t)`."""
-    interfaces, demotion, preempt, rc_text, rule_text = values
+    interfaces, sysctls, rc_text, rule_text = values
     iface = interfaces.get(t.interface)
     status = iface.carp_status(t.vhid) if iface else None
     return NodeFacts(t.server, status.state if status else None, status.advskew if status else None,
-                     bool(iface and iface.has_carp_address(t.vip, t.vhid)), demotion, preempt,
+                     bool(iface and iface.has_carp_address(t.vip, t.vhid)), sysctls.get(facts.DEMOTION),
+                     sysctls.get(facts.PREEMPT),
                      alias_slot(rc_text, t)[1], maintenance, events_rule=rule_text)
 
 

@@ -216,6 +216,25 @@ class SysctlInt:
 
 
 @dataclass(frozen=True)
+class SysctlTree:
+    """`sysctl NODE`: every variable of the node, one `name: value` line each, as {name: int value}; empty for an
+    unknown oid (carp not loaded). One command where Check needs several of net.inet.carp's values."""
+
+    node: str
+
+    def command(self) -> str:
+        return f"sysctl {q(self.node)}"
+
+    def parse(self, result: CommandResult) -> dict[str, int]:
+        values: dict[str, int] = {}
+        for line in result.stdout.splitlines() if result.ok else []:
+            name, sep, value = line.partition(":")
+            if sep and value.strip().lstrip("-").isdigit():
+                values[name.strip()] = int(value.strip())
+        return values
+
+
+@dataclass(frozen=True)
 class SysrcValue:
     """`sysrc -f FILE -n NAME`: the value, or None when the variable is unset (exit 1)."""
 
