@@ -12,7 +12,9 @@ from django.utils import timezone
 
 from .models import CarpEvent, Cluster, Run
 
-PALETTE = ["#1e7e34", "#0b5ed7", "#6f42c1", "#b26a00", "#0d7377", "#c2185b"]
+# One colour per node, none of them a state's (green MASTER, blue BACKUP) or a marker's (red drill, amber
+# maintenance), so a bar is never read as a state.
+PALETTE = ["#6f42c1", "#0d7377", "#c2185b", "#5d4037", "#3949ab", "#546e7a"]
 WIDTH = 1000  # the bar's drawing units
 MIN_WINDOW = timedelta(minutes=10)
 MAINTENANCE = [Run.Kind.MAINTENANCE_ON, Run.Kind.MAINTENANCE_OFF]
@@ -99,8 +101,12 @@ def cluster_timeline(cluster: Cluster, hours: int = 24) -> Timeline:
     end = timezone.now()
     start = _window(cluster, end, hours)
     timeline = Timeline(start, end, _spans(cluster, start), full=start == end - timedelta(hours=hours))
+    # Colours follow the nodes' order (preferred master first), not who happened to be master first.
+    order = list(cluster.servers.order_by("-preferred_master", "name").values_list("name", flat=True))
+    for span in sorted(timeline.spans, key=lambda s: order.index(s.node) if s.node in order else len(order)):
+        timeline.legend.setdefault(span.node, PALETTE[len(timeline.legend) % len(PALETTE)])
     for span in timeline.spans:
-        span.colour = timeline.legend.setdefault(span.node, PALETTE[len(timeline.legend) % len(PALETTE)])
+        span.colour = timeline.legend[span.node]
         span.x = _x(max(span.start, start), start, end)
         span.width = max(1.0, _x(span.end or end, start, end) - span.x)
     for drill in cluster.drills.filter(started__gte=start):
