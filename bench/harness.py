@@ -140,6 +140,7 @@ def make_clusters(world, servers: int) -> list[int]:  # type: ignore[no-untyped-
     from wizard.models import Cluster
 
     key = Path(world.key_path).read_text()
+    hosts = {h.name: h for h in world.status()}  # once: each status() reads every host's key fingerprint
     names = [f"server-{i}" for i in range(1, servers + 1)]
     for n in range(servers // 2):
         pair = names[2 * n: 2 * n + 2]
@@ -148,8 +149,8 @@ def make_clusters(world, servers: int) -> list[int]:  # type: ignore[no-untyped-
             "vip_prefix": 32, "vhid": n + 1, "advbase": 1, "interface": "em0", "master_advskew": 0,
             "configure_service_ip": True}, carp_password="")
         services.servers_save(cluster=cluster, rows=[{
-            "name": host, "address": world.host(host).address, "ssh_host": "127.0.0.1",
-            "ssh_port": world.host(host).ssh_port, "ssh_user": "root", "auth": "key", "secret": key,
+            "name": host, "address": hosts[host].address, "ssh_host": "127.0.0.1",
+            "ssh_port": hosts[host].ssh_port, "ssh_user": "root", "auth": "key", "secret": key,
             "privilege": "root", "preferred_master": i == 0} for i, host in enumerate(pair)])
         offers = services.host_keys_fetch(cluster=cluster)
         services.host_keys_pin(cluster=cluster, confirmed={o.server.pk: o.fingerprint for o in offers})
