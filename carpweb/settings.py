@@ -107,6 +107,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # a crash of carpweb loses nothing, a power cut at most the last commits.
     DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                                        "transaction_mode": "IMMEDIATE", "timeout": 60}
+    DATABASES["default"]["ENGINE"] = "carpweb.sqlite_backend"  # a process's writers queue on a lock (see there)
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-carpweb.sqlite3")}
 

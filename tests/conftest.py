@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _db_url(settings_dict: dict) -> str:
-    if settings_dict["ENGINE"].endswith("sqlite3"):
+    if "sqlite" in settings_dict["ENGINE"]:
         return "sqlite:///" + str(settings_dict["NAME"])
     user = settings_dict.get("USER") or ""
     pw = (":" + settings_dict["PASSWORD"]) if settings_dict.get("PASSWORD") else ""
