@@ -44,8 +44,25 @@
   document.addEventListener('htmx:sseOpen', function (event) {
     var root = event.target.closest('[data-live]')
     if (!root) return
+    // A stream that opens after the page began polling (a slow proxy or web process) would bring every change
+    // a second time: the page keeps polling and shuts it.
+    if (root.dataset.polling) { event.detail.source.close(); return }
     root._carpwebSource = event.detail.source
     event.detail.source.addEventListener('hello', function () { root.dataset.flowing = '1' })
+  })
+  // Each live piece of a row carries the revision it shows (data-rev): a change the page already shows, or an
+  // older one (a resumed stream or a poll sends again what came after its resume point), is not swapped in.
+  document.addEventListener('htmx:oobBeforeSwap', function (event) {
+    var shown = event.detail.target
+    var incoming = event.detail.fragment && event.detail.fragment.firstElementChild
+    if (!shown || !incoming || !shown.hasAttribute('data-rev') || !incoming.hasAttribute('data-rev')) return
+    if (Number(incoming.getAttribute('data-rev')) <= Number(shown.getAttribute('data-rev'))) {
+      event.detail.shouldSwap = false
+    }
+  })
+  document.addEventListener('htmx:sseBeforeMessage', function (event) {
+    var root = event.target.closest('[data-live]')
+    if (root && root.dataset.polling) event.preventDefault() // polling brings it; never swap it twice
   })
   document.addEventListener('htmx:sseMessage', function (event) {
     var root = event.target.closest('[data-live]')

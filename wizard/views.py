@@ -202,11 +202,11 @@ def run_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_role(Role.VIEWER)
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    rev = revisions.current()  # read first: the stream sends whatever changes after it
+    rev = revisions.current()  # read first: the page is at least this new, the stream sends what comes after
     run = get_object_or_404(Run.objects.select_related("cluster"), pk=pk)
     page = selectors.run_page(run)
-    # Rows drawn newer than that need not come again (revisions commit in order, so nothing older is missing).
-    rev = max([rev, *(s.rev for _, steps in page["rows"] for s in steps)])
+    if page["rows"]:  # drawn, so the plan need not come again; rows drawn newer are skipped by the page (data-rev)
+        rev = max(rev, run.planned_rev)
     return _wizard(request, "wizard/run_detail.html", run.cluster, 4, rev=rev, **page)
 
 

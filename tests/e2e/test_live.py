@@ -18,10 +18,15 @@ pytestmark = [pytest.mark.lab, pytest.mark.browser, pytest.mark.django_db(transa
 # Every status element that reaches the page (initial render, plan, step events), with its row's revision.
 OBSERVER = """
 window.__changes = [];
+// An element is noted once: while the parser builds the page, one element can appear in several mutation
+// records (its container's, then its own); a swap that brings a change creates a new element.
+const noted = new WeakSet();
 const note = (el) => {
   const m = (el.id || '').match(/^s(\\d+)-status$/);
-  if (m) window.__changes.push({pk: Number(m[1]), rev: Number(el.dataset.rev), status: el.dataset.stepStatus,
-                                t: Date.now()});
+  if (!m || noted.has(el)) return;
+  noted.add(el);
+  window.__changes.push({pk: Number(m[1]), rev: Number(el.dataset.rev), status: el.dataset.stepStatus,
+                         t: Date.now()});
 };
 new MutationObserver((mutations) => {
   for (const mutation of mutations) for (const node of mutation.addedNodes) {
@@ -89,7 +94,8 @@ def test_a_web_process_killed_mid_run_resumes_with_nothing_lost_or_repeated(worl
     assert page.locator("tr.step").count() == Step.objects.filter(run=run).count()
     changes = page.evaluate("window.__changes")
     seen = [(c["pk"], c["rev"]) for c in changes]
-    assert len(seen) == len(set(seen)), "a row's change reached the page twice"
+    twice = sorted({pair for pair in seen if seen.count(pair) > 1})
+    assert not twice, f"these (row, revision) changes reached the page twice: {twice}"
     assert any(c["t"] > restarted for c in changes), "nothing arrived after the restart"
 
 
@@ -103,6 +109,32 @@ def test_a_page_whose_stream_cannot_connect_polls_the_same_changes(world, web_se
     page.goto(f"{web_server.url}/runs/{run.pk}/")
     page.wait_for_selector("[data-run-status=ok]", timeout=90000)
     assert page.evaluate("document.querySelector('[data-live]').dataset.polling") == "1"
+    for step in Step.objects.filter(run=run):
+        assert page.get_attribute(f"#s{step.pk}-status", "data-step-status") == step.status
+
+
+def test_a_stream_that_opens_after_polling_began_adds_nothing_twice(world, web_server, browser_page):
+    """A slow stream (a busy web process, a slow proxy) opens after the page gave up waiting and polls: the page
+    keeps polling and shuts the late stream, so no change reaches it twice."""
+    page = browser_page
+    page.add_init_script(OBSERVER)
+    late = re.compile(r"/runs/\d+/events/\?after=")
+
+    def slow_stream(route):  # noqa: ANN001 - Playwright's Route
+        time.sleep(6)  # the page starts polling at 4 s
+        route.continue_()
+
+    page.route(late, slow_stream)
+    _log_in(page, web_server.url)
+    cluster = lab_cluster(world)
+    world.fault("server-1", "netem", "150", "0")  # a run that goes on well after the stream opened
+    run = services.run_start(cluster=cluster, kind="setup")
+    page.goto(f"{web_server.url}/runs/{run.pk}/")
+    page.wait_for_selector("[data-run-status=ok]", timeout=90000)
+    assert page.evaluate("document.querySelector('[data-live]').dataset.polling") == "1"
+    seen = [(c["pk"], c["rev"]) for c in page.evaluate("window.__changes")]
+    twice = sorted({pair for pair in seen if seen.count(pair) > 1})
+    assert not twice, f"these (row, revision) changes reached the page twice: {twice}"
     for step in Step.objects.filter(run=run):
         assert page.get_attribute(f"#s{step.pk}-status", "data-step-status") == step.status
 

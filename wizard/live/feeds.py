@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.db.models import Max
 from django.template.loader import render_to_string
 
 from .. import selectors
@@ -21,10 +20,14 @@ def run_events(run_id: int, after: int, upto: int) -> list[Event]:
     if run is None:
         return []
     if after < run.planned_rev:
-        # The rows did not exist when the page was drawn: send them all at once, as they are now.
+        # The rows did not exist when the page was drawn: send them all at once, as they are now. Its id is what
+        # they are surely as new as (`upto` was read before them, the plan is in them), never a row's own
+        # revision: a row read before a later change of another would have that change skipped. Changes after
+        # the id come again as step events; the page skips what it already shows (data-rev), a second plan
+        # included.
         page = selectors.run_page(run)
-        rev = max(run.rev, run.steps.aggregate(m=Max("rev"))["m"] or 0)
-        events = [Event("plan", render_to_string(RUN + "#plan_oob", page), rev)]
+        rev = max(upto, run.planned_rev)
+        events = [Event("plan", render_to_string(RUN + "#plan_oob", {**page, "rev": rev}), rev)]
     else:
         steps = list(run.steps.filter(rev__gt=after, rev__lte=upto).order_by("rev", "pk"))
         events = [Event("step", render_to_string(RUN + "#step_oob", {"s": s}), s.rev) for s in steps]
