@@ -25,7 +25,12 @@
     root.removeAttribute('sse-connect')
     if (root._carpwebSource) root._carpwebSource.close()
     var sink = root.querySelector('[sse-swap]') || root
+    var inflight = false
     var timer = window.setInterval(function () {
+      // One poll at a time: a slow answer must not overlap the next tick, which would ask from the same point
+      // and bring the same changes (or a second copy of the plan) again.
+      if (inflight) return
+      inflight = true
       window.fetch(streamUrl(root, 'format=fragments'), { headers: { 'HX-Request': 'true' }, credentials: 'same-origin' })
         .then(function (response) {
           if (!response.ok) return
@@ -38,6 +43,7 @@
           })
         })
         .catch(function () { /* the next tick tries again */ })
+        .finally(function () { inflight = false })
     }, POLL_MS)
   }
 

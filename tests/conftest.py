@@ -109,6 +109,12 @@ def browser_page():
         pg.csp_violations = violations  # type: ignore[attr-defined]
         yield pg
         browser.close()
+        # While Playwright runs, this thread's code sees its own database connections (asgiref's Local follows
+        # the context, and Playwright's greenlet has one): close the test's here, or PostgreSQL cannot drop the
+        # test database at the end ("being accessed by other users").
+        from django.db import connections
+
+        connections.close_all()
 
 
 class WebServer:

@@ -131,7 +131,8 @@ def test_a_stream_that_opens_after_polling_began_adds_nothing_twice(world, web_s
     run = services.run_start(cluster=cluster, kind="setup")
     page.goto(f"{web_server.url}/runs/{run.pk}/")
     page.wait_for_selector("[data-run-status=ok]", timeout=90000)
-    assert page.evaluate("document.querySelector('[data-live]').dataset.polling") == "1"
+    live = page.evaluate("Object.assign({}, document.querySelector('[data-live]').dataset)")
+    assert live.get("polling") == "1", f"the page never fell back to polling: {live}"
     seen = [(c["pk"], c["rev"]) for c in page.evaluate("window.__changes")]
     twice = sorted({pair for pair in seen if seen.count(pair) > 1})
     assert not twice, f"these (row, revision) changes reached the page twice: {twice}"
