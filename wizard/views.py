@@ -205,6 +205,9 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     rev = revisions.current()  # read first: the page is at least this new, the stream sends what comes after
     run = get_object_or_404(Run.objects.select_related("cluster"), pk=pk)
     page = selectors.run_page(run)
+    if page["rows"] and not run.planned_rev:  # planned between the two reads: draw the run again, as planned
+        run.refresh_from_db()
+        page = selectors.run_page(run)
     if page["rows"]:  # drawn, so the plan need not come again; rows drawn newer are skipped by the page (data-rev)
         rev = max(rev, run.planned_rev)
     return _wizard(request, "wizard/run_detail.html", run.cluster, 4, rev=rev, **page)

@@ -20,14 +20,16 @@ def run_events(run_id: int, after: int, upto: int) -> list[Event]:
     if run is None:
         return []
     if after < run.planned_rev:
-        # The rows did not exist when the page was drawn: send them all at once, as they are now. Its id is what
-        # they are surely as new as (`upto` was read before them, the plan is in them), never a row's own
-        # revision: a row read before a later change of another would have that change skipped. Changes after
-        # the id come again as step events; the page skips what it already shows (data-rev), a second plan
-        # included.
+        # The rows did not exist when the page was drawn: send them all at once, as they are now, once the
+        # caller has reached the plan's revision (before that, a later call would send the plan again). Its id
+        # is `upto`, what the rows are surely as new as (read before them), never a row's own revision: a row
+        # read before a later change of another would have that change skipped. Changes after the id come
+        # again as step events; the page skips what it already shows (data-rev).
+        if run.planned_rev > upto:
+            return []
         page = selectors.run_page(run)
-        rev = max(upto, run.planned_rev)
-        events = [Event("plan", render_to_string(RUN + "#plan_oob", {**page, "rev": rev}), rev)]
+        events = [Event("plan", render_to_string(RUN + "#plan_oob", {**page, "rev": upto}), upto)]
+        rev = upto
     else:
         steps = list(run.steps.filter(rev__gt=after, rev__lte=upto).order_by("rev", "pk"))
         events = [Event("step", render_to_string(RUN + "#step_oob", {"s": s}), s.rev) for s in steps]
