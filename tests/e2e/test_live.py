@@ -65,6 +65,9 @@ def test_an_opened_transcript_stays_open_while_steps_change(world, web_server, b
     assert page.locator(f"#{row_id} details.transcript").get_attribute("open") is not None
     assert page.locator("details.transcript[open]").count() == 1
     assert time.time() - opened > 1  # it stayed open over time, not just at the click
+    # Every transcript open at laptop width: long command lines wrap, the page never scrolls sideways.
+    page.evaluate("document.querySelectorAll('details.transcript').forEach(d => { d.open = true })")
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     assert page.csp_violations == []
 
 
