@@ -180,6 +180,9 @@ DEFAULT_FROM_EMAIL = os.environ.get("CARPWEB_MAIL_FROM", "carpweb@localhost")
 # A delivery that fails is tried again this many times, waiting BACKOFF, 2 x BACKOFF, 4 x BACKOFF ... seconds.
 CARPWEB_NOTIFY_RETRIES = int(os.environ.get("CARPWEB_NOTIFY_RETRIES", "5"))
 CARPWEB_NOTIFY_BACKOFF = float(os.environ.get("CARPWEB_NOTIFY_BACKOFF", "2"))
+# Webhooks connect to public addresses only; a chat relay on a private network is listed here (comma-separated
+# CIDRs, e.g. "10.20.0.0/16,fd00:1::/64").
+CARPWEB_WEBHOOK_ALLOWED_NETWORKS = os.environ.get("CARPWEB_WEBHOOK_ALLOWED_NETWORKS", "")
 # Metrics (GET /metrics, Prometheus text format): served only when a bearer token is set.
 CARPWEB_METRICS_TOKEN = os.environ.get("CARPWEB_METRICS_TOKEN", "")
 

@@ -18,7 +18,7 @@ from .proc import LabError, alive, kill_group, sh
 from .topology import HostSpec, LabConfig
 
 FAULT_KINDS = ("link-down", "link-up", "sshd-stop", "sshd-start", "sshd-hang", "hostkey-change",
-               "netem", "rogue-carp", "linux", "clear")
+               "netem", "rogue-carp", "linux", "flood", "clear")
 
 
 class Lab(Protocol):
@@ -87,6 +87,8 @@ def apply(lab: Lab, host: str, kind: str, *args: str) -> None:
         _rogue(lab, host, spec, info, args)
     elif kind == "linux":
         files.write_faults(hd, linux=True)
+    elif kind == "flood":  # a hostile node: COMMAND prints MEGABYTES of lines, then one line that never ends
+        files.write_faults(hd, flood=[args[0] if args else "uname", int(args[1]) if len(args) > 1 else 200])
     elif kind == "clear":
         _clear(lab, host, spec)
 
@@ -128,7 +130,7 @@ def _clear(lab: Lab, host: str, spec: HostSpec) -> None:
     flags = lab.exec(host, ["ip", "-o", "link", "show", "em0"]).stdout.split("<", 1)[-1].split(">")[0].split(",")
     if "UP" not in flags:  # the link was cut: bring it back (CARP re-initialises as on FreeBSD)
         lab.exec(host, ["carplab", "link", "up"], check=True)
-    files.write_faults(hd, linux=False)
+    files.write_faults(hd)
     key = os.path.join(hd, "ssh_host_ed25519_key")
     key_changed = os.path.exists(key + ".orig")
     if key_changed:

@@ -144,7 +144,7 @@ def emulator_daemon(labdir: str) -> list[str]:
     return [_python(), "-IS", os.path.join(labdir, "emu", "freebsd", "zygote.py")]
 
 
-def write_faults(hostdir: str, **faults: bool) -> None:
+def write_faults(hostdir: str, **faults: object) -> None:
     _write(os.path.join(hostdir, "faults.json"), json.dumps(faults))
 
 

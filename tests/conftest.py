@@ -70,7 +70,9 @@ def notifier_process(django_db_setup, tmp_path_factory):
     """The deliveries' own worker, as scripts/start and the Procfile run it (threads, queue "notifications")."""
     proc = start_worker(tmp_path_factory.mktemp("notifier") / "notifier.log", "notifier", "-Q", "notifications",
                         "-P", "threads", "-c", "8", env={"CARPWEB_NOTIFY_RETRIES": str(NOTIFY_RETRIES),
-                                                         "CARPWEB_NOTIFY_BACKOFF": str(NOTIFY_BACKOFF)})
+                                                         "CARPWEB_NOTIFY_BACKOFF": str(NOTIFY_BACKOFF),
+                                                         # the tests' webhook receivers listen on loopback
+                                                         "CARPWEB_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"})
     yield proc
     _stop(proc)
 

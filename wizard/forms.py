@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from . import validation as v
 from .models import Cluster, Run, Server
 from .roles import Role
+from .services.webhooks import address_problem, header_name_problem, literal_address
 
 SECRET_KEPT = "stored encrypted; leave empty to keep it"  # noqa: S105 - a hint, not a secret
 
@@ -120,10 +121,10 @@ class ServerForm(forms.Form):
     role = forms.ChoiceField(choices=Server.Role.choices, initial="node", required=False)
     preferred_master = forms.BooleanField(required=False, label="Preferred master")
 
-    def __init__(self, *args: Any, has_secret: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, stored_auth: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.has_secret = has_secret
-        if has_secret:
+        self.stored_auth = stored_auth  # the kind of the secret stored for this server ("" when none)
+        if stored_auth:
             for f in ("private_key", "password"):
                 self.fields[f].widget.attrs["placeholder"] = SECRET_KEPT
 
@@ -168,17 +169,25 @@ class ServerForm(forms.Form):
                 self.add_error("key_file", "That file is too large to be an SSH private key.")
             else:
                 key = upload.read().decode(errors="replace")
+        # A stored secret is kept only for the same method: a key is never sent as a password, nor the reverse.
+        keeps = bool(self.stored_auth) and self.stored_auth == data.get("auth")
+        switched = bool(self.stored_auth) and not keeps
         if data.get("auth") == "key":
             data["secret"] = key.strip() + "\n" if key.strip() else ""
             if key.strip() and "PRIVATE KEY" not in key:
                 self.add_error("private_key",
                                "Paste an SSH private key (it starts with -----BEGIN ... PRIVATE KEY-----).")
-            elif not key.strip() and not self.has_secret:
-                self.add_error("private_key", "Paste or upload the private key carpweb logs in with.")
+            elif not key.strip() and not keeps:
+                self.add_error("private_key", "You switched to a private key: paste or upload it (the stored "
+                               "password is not kept)." if switched else
+                               "Paste or upload the private key carpweb logs in with.")
         else:
             data["secret"] = data.get("password") or ""
-            if not data["secret"] and not self.has_secret:
-                self.add_error("password", "Enter the SSH password.")
+            if not data["secret"] and not keeps:
+                self.add_error("password", "You switched to a password: enter it (the stored key is never sent as "
+                               "a password)." if switched else "Enter the SSH password.")
+            elif "PRIVATE KEY-----" in data["secret"]:
+                self.add_error("password", "That is a private key: choose Private key as the authentication.")
         if data.get("privilege") == "root" and data.get("ssh_user") not in (None, "root"):
             self.add_error("privilege", "Logging in as a user other than root needs sudo -n or doas -n.")
         return data
@@ -191,13 +200,13 @@ class BaseServerFormSet(forms.BaseFormSet):
 
     def get_form_kwargs(self, index: int | None) -> dict[str, Any]:
         kwargs = super().get_form_kwargs(index)
-        stored = (set(self.cluster.servers.exclude(secret_enc="").values_list("pk", flat=True))
-                  if self.cluster else set())
+        stored = (dict(self.cluster.servers.exclude(secret_enc="").values_list("pk", "auth"))
+                  if self.cluster else {})
         initial = self.initial[index] if self.initial and index is not None and index < len(self.initial) else {}
-        kwargs["has_secret"] = initial.get("id") in stored
+        kwargs["stored_auth"] = stored.get(initial.get("id"), "")
         if self.is_bound and index is not None:
             raw = str(self.data.get(f"{self.prefix}-{index}-id") or "")
-            kwargs["has_secret"] = bool(raw) and raw.isdigit() and int(raw) in stored
+            kwargs["stored_auth"] = stored.get(int(raw), "") if raw.isdigit() else ""
         return kwargs
 
     def clean(self) -> None:
@@ -278,9 +287,6 @@ class HostKeyPinForm(forms.Form):
         return [str(m) for messages in self.errors.values() for m in messages]
 
 
-HEADER_NAME_RE = r"^[A-Za-z0-9-]{1,100}$"
-
-
 class NotificationTargetForm(forms.Form):
     """A webhook (http or https URL) or an email address, for all clusters or one; an optional secret header."""
 
@@ -288,9 +294,8 @@ class NotificationTargetForm(forms.Form):
                               widget=forms.TextInput(attrs={"placeholder": "https://hooks.example.org/carp or "
                                                                            "oncall@example.org"}))
     cluster = forms.ModelChoiceField(queryset=Cluster.objects.all(), required=False, empty_label="every cluster")
-    header_name = forms.RegexField(regex=HEADER_NAME_RE, required=False, label="Secret header (optional)",
-                                   error_messages={"invalid": "A header name is letters, digits and dashes."},
-                                   widget=forms.TextInput(attrs={"placeholder": "Authorization"}))
+    header_name = forms.CharField(required=False, max_length=100, label="Secret header (optional)",
+                                  widget=forms.TextInput(attrs={"placeholder": "Authorization"}))
     header_value = forms.CharField(required=False, strip=True, label="Its value", max_length=500,
                                    widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
                                    help_text="Stored encrypted, never shown again.")
@@ -305,12 +310,24 @@ class NotificationTargetForm(forms.Form):
             except ValidationError:
                 raise ValidationError("Only http:// and https:// webhook URLs are accepted, such as "
                                       "https://hooks.example.org/carp.") from None
+            host = value.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2]
+            literal = literal_address(host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
+            problem = address_problem(literal) if literal is not None else None
+            if problem:
+                raise ValidationError(f"Refused: {problem}.")
             return value
         try:
             EmailValidator()(value)
         except ValidationError:
             raise ValidationError("Enter an email address (someone@example.org) or an http(s) webhook URL.") from None
         return value
+
+    def clean_header_name(self) -> str:
+        name = self.cleaned_data["header_name"].strip()
+        problem = header_name_problem(name) if name else None
+        if problem:
+            raise ValidationError(problem)
+        return name
 
     def clean_header_value(self) -> str:
         value = self.cleaned_data["header_value"]

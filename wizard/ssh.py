@@ -21,7 +21,6 @@ import paramiko
 from .carp.facts import CommandResult
 
 KEY_CLASSES: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
-TAIL = 4000
 
 
 class SSHError(Exception):
@@ -46,11 +45,48 @@ class Endpoint:
         return f"Endpoint({self.name} {self.user}@{self.host}:{self.port})"
 
 
+MAX_OUTPUT = 8 * 1024 * 1024  # bytes of stdout plus stderr one command may send; past it, carpweb stops reading
+MAX_LINE = 64 * 1024  # bytes of one line handed on; the rest of a longer line is dropped
+
+
+class OutputTooLarge(Exception):
+    """A command sent more than its bound of output: a node is hostile, or something on it is very wrong."""
+
+
+class LineSplitter:
+    """Bytes in, whole lines out, each at most MAX_LINE bytes: a line that never ends cannot grow without bound."""
+
+    def __init__(self, on_line: Callable[[str], None], limit: int = MAX_LINE) -> None:
+        self.on_line, self.limit = on_line, limit
+        self.partial = b""
+        self.cut = False  # inside a line already handed on cut short: drop until its end
+
+    def feed(self, data: bytes) -> None:
+        *lines, rest = (self.partial + data).split(b"\n")
+        for line in lines:
+            if not self.cut:
+                self.on_line(line[:self.limit].decode(errors="replace"))
+            self.cut = False
+        if len(rest) > self.limit:
+            if not self.cut:
+                self.on_line(rest[:self.limit].decode(errors="replace") + " [line cut]")
+            self.cut, rest = True, b""
+        self.partial = rest
+
+    def close(self) -> None:
+        if self.partial and not self.cut:
+            self.on_line(self.partial.decode(errors="replace"))
+        self.partial = b""
+
+
 def _drain(chan: paramiko.Channel, deadline: float, on_line: Callable[[str], None] | None,
-           idle: float | None = None, keep: bool = True) -> tuple[bytes, bytes]:
+           idle: float | None = None, keep: bool = True, limit: int = MAX_OUTPUT) -> tuple[bytes, bytes]:
     """Read stdout and stderr until the command exits and its output ends, or raise TimeoutError at `deadline`
-    (with `idle`, the deadline moves on whenever output comes: a silent command times out, a talking one not)."""
-    out, err, partial = bytearray(), bytearray(), b""
+    (with `idle`, the deadline moves on whenever output comes: a silent command times out, a talking one not).
+    Kept output is bounded: past `limit` bytes in all, OutputTooLarge (a follow() keeps nothing, so only its
+    lines are bounded)."""
+    out, err = bytearray(), bytearray()
+    lines = LineSplitter(on_line) if on_line is not None else None
     while True:
         if chan.recv_ready():
             data = chan.recv(65536)
@@ -58,12 +94,12 @@ def _drain(chan: paramiko.Channel, deadline: float, on_line: Callable[[str], Non
                 deadline = time.monotonic() + idle
             if keep:
                 out += data
-            if on_line is not None:
-                *lines, partial = (partial + data).split(b"\n")
-                for line in lines:
-                    on_line(line.decode(errors="replace"))
+            if lines is not None:
+                lines.feed(data)
         elif chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
+            data = chan.recv_stderr(65536)
+            if keep:
+                err += data
         elif chan.exit_status_ready() and chan.eof_received:
             break
         else:
@@ -72,8 +108,10 @@ def _drain(chan: paramiko.Channel, deadline: float, on_line: Callable[[str], Non
                 raise TimeoutError
             # The channel's descriptor turns readable when data or the exit status arrives (paramiko's pipe).
             select.select([chan], [], [], min(remaining, 1.0))
-    if on_line is not None and partial:
-        on_line(partial.decode(errors="replace"))
+        if len(out) + len(err) > limit:
+            raise OutputTooLarge
+    if lines is not None:
+        lines.close()
     return bytes(out), bytes(err)
 
 
@@ -141,9 +179,13 @@ class Connection:
         lookup = ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
         self.client.get_host_keys().add(lookup, key_type, paramiko.PKey.from_type_string(key_type,
                                                                                          base64.b64decode(key_b64)))
-        sock = _socket(ep.host, ep.port, connect_timeout, ep.name)
+        if ep.auth == "password" and "PRIVATE KEY-----" in ep.secret:
+            raise SSHError("auth", f"{ep.name}: the stored credential is a private key, but the server is set to "
+                           "password authentication; carpweb never sends a key as a password. Enter the password "
+                           "(or choose Private key).")
         kwargs: dict[str, object] = {"password": ep.secret} if ep.auth == "password" else {
             "pkey": load_private_key(ep.secret, ep.name)}
+        sock = _socket(ep.host, ep.port, connect_timeout, ep.name)
         try:
             self.client.connect(ep.host, port=ep.port, username=ep.user, sock=sock, timeout=connect_timeout,
                                 banner_timeout=connect_timeout, auth_timeout=connect_timeout,
@@ -198,10 +240,14 @@ class Connection:
             raise SSHError("timeout", f"{self.ep.name}: a command did not finish within {limit:g} s. The server "
                            "may be overloaded or the network lossy; run again, or raise "
                            "CARPWEB_SSH_COMMAND_TIMEOUT.") from None
+        except OutputTooLarge:
+            raise SSHError("output", f"{self.ep.name}: a command sent more than {MAX_OUTPUT // 2**20} MiB of "
+                           "output, where carpweb's reads print a few KB; carpweb stopped reading it. Check what "
+                           "runs on the server (a replaced command, a login script that prints).") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
             raise SSHError("unreachable", f"{self.ep.name}: the SSH connection broke ({e or type(e).__name__}). "
                            "Run again when the server is reachable; every step is safe to repeat.") from None
-        return CommandResult(code, out.decode(errors="replace")[-TAIL:], err.decode(errors="replace")[-TAIL:],
+        return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"),
                              time.monotonic() - started)
 
     def follow(self, command: str, on_line: Callable[[str], None], idle_timeout: float) -> None:

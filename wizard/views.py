@@ -111,7 +111,7 @@ def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
             try:
                 services.servers_save(cluster=cluster, rows=rows,
                                       expected_version=int(version) if version.isdigit() else None)
-            except services.ConcurrentEdit as e:
+            except services.ServiceError as e:
                 messages.error(request, str(e))
             else:
                 return redirect("wizard-interface", pk=cluster.pk)

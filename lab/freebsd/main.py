@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from . import carp, devd, ifconfig, kld, net, rcfile, sysctl
 from .state import Host, err, fresh_kernel
@@ -56,6 +57,21 @@ def boot(host: Host) -> None:
         n += 1
 
 
+def flood(megabytes: int) -> None:
+    """The `flood` fault: MEGABYTES of output, then a line without end, until the reader goes (or 10 minutes)."""
+    line = b"x" * 1023 + b"\n"
+    out = sys.stdout.buffer
+    try:
+        for _ in range(megabytes * 1024):
+            out.write(line)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            out.write(b"y" * 65536)
+    except (BrokenPipeError, OSError):
+        pass
+    os._exit(1)
+
+
 def run(name: str) -> None:
     host = Host()
     args = sys.argv[1:]
@@ -73,6 +89,9 @@ def run(name: str) -> None:
             err("carplab: unknown action %r" % action)
             sys.exit(2)
         sys.exit(0)
+    flooding = host.faults().get("flood")
+    if flooding and flooding[0] == name:
+        flood(int(flooding[1]))
     if host.faults().get("linux"):
         binary = LINUX_BINARIES.get(name)
         if binary:

@@ -24,19 +24,32 @@ KEPT = 7  # rotated logs newsyslog keeps (uncompressed, so the collector reads t
 HEARTBEAT = "# carpweb alive"
 HEARTBEAT_SECONDS = 2  # a node that misses two is not counted when carpweb judges who is master
 
+STATES = ("INIT", "BACKUP", "MASTER")
+REASON_MAX = 80  # characters of the kernel's reason a line keeps (FreeBSD's longest is ~35)
+
 SCRIPT_TEXT = f"""#!/bin/sh
 # Installed by carpweb. devd runs it on every CARP state change (see {RULE}):
 #   carpweb-carp-event VHID@IF STATE
 # It appends one line to {LOG}: EPOCH SEQ TIME VHID@IF OLD -> NEW (REASON)
+# devd's arguments come from the kernel; /var/log/messages can be written by any local user (logger), so only the
+# kernel's own line is read, only INIT, BACKUP and MASTER are taken from it, and its reason is cleaned and cut.
 sub="$1"; new="$2"; db=/var/db/carpweb
+case "$sub" in [0-9]*@[A-Za-z0-9_.]*) ;; *) exit 0;; esac
+case "$new" in INIT|BACKUP|MASTER) ;; *) exit 0;; esac
 mkdir -p "$db" /var/log/carpweb
 [ -s "$db/epoch" ] || od -An -N6 -tx1 /dev/urandom | tr -d ' \\n' > "$db/epoch"
 seq=$(( $(cat "$db/seq" 2>/dev/null || echo 0) + 1 )); echo "$seq" > "$db/seq"
 old=$(cat "$db/state.$sub" 2>/dev/null || echo INIT); echo "$new" > "$db/state.$sub"
-line=$(grep "carp: $sub: .* -> $new (" /var/log/messages 2>/dev/null | tail -n 1)
-case "$line" in
-  *" -> $new ("*) old=${{line##*carp: $sub: }}; old=${{old%% *}}; reason=${{line##*(}}; reason=${{reason%)}};;
-esac
+case "$old" in INIT|BACKUP|MASTER) ;; *) old=INIT;; esac
+reason=""
+line=$(grep -E "^[A-Z][a-z]{{2}} [ 0-9][0-9] [0-9:]{{8}} [^ ]+ kernel: carp: $sub: (INIT|BACKUP|MASTER) -> $new \\(" \\
+  /var/log/messages 2>/dev/null | tail -n 1)
+if [ -n "$line" ]; then
+  said=${{line##*kernel: carp: $sub: }}; said=${{said%% *}}
+  case "$said" in INIT|BACKUP|MASTER) old=$said;; esac
+  reason=${{line#*" -> $new ("}}; reason=${{reason%)}}
+  reason=$(printf '%s' "$reason" | tr -cd 'A-Za-z0-9 ,./:_-' | cut -c1-{REASON_MAX})
+fi
 printf '%s %s %s %s %s -> %s (%s)\\n' "$(cat "$db/epoch")" "$seq" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \\
   "$sub" "$old" "$new" "$reason" >> {LOG}
 """
@@ -120,7 +133,10 @@ def follow_command(epoch: str, seq: int) -> str:
             f"while sleep {HEARTBEAT_SECONDS}; do echo {q(HEARTBEAT)} || break; done; kill 0")
 
 
-LINE = re.compile(r"^(\S+) (\d+) (\S+) (\d+)@(\S+) (\S+) -> (\S+) \((.*)\)$")
+LINE = re.compile(r"^(\S+) (\d+) (\S+) (\S+)@(\S+) (\S+) -> (\S+) \((.*)\)$")
+EPOCH = re.compile(r"^[0-9a-f]{1,32}$")
+INTERFACE = re.compile(r"^[A-Za-z0-9_.]{1,15}$")
+UNKNOWN = "?"
 
 
 @dataclass(frozen=True)
@@ -133,17 +149,33 @@ class NodeEvent:
     old: str
     new: str
     reason: str
+    malformed: bool = False  # a line carpweb's script would not write: kept, its odd fields replaced
+
+
+def clean_reason(text: str) -> str:
+    """The reason as carpweb keeps it: printable, one line, at most REASON_MAX characters."""
+    return "".join(c for c in text if c.isprintable() and c not in "\r\n\t")[:REASON_MAX]
 
 
 def parse_line(line: str) -> NodeEvent | None:
-    """One line of the node's event log, or None (a heartbeat, or not a line carpweb wrote)."""
+    """One line of the node's event log, or None (a heartbeat, or not a line carpweb wrote). A line that carries a
+    transition's place (epoch and sequence) but odd fields is kept as malformed: its transition is not lost, and
+    nothing odd reaches the database (states outside INIT/BACKUP/MASTER, a vhid outside 1..255, long text)."""
     m = LINE.match(line.strip())
-    if not m:
+    if not m or not EPOCH.match(m.group(1)) or len(m.group(2)) > 18:
         return None
     try:
         when: datetime | None = datetime.strptime(m.group(3), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         when = None
-    return NodeEvent(m.group(1), int(m.group(2)), when, int(m.group(4)), m.group(5), m.group(6), m.group(7),
-                     m.group(8))
-
+    vhid_text, iface, old, new, reason = m.group(4), m.group(5), m.group(6), m.group(7), m.group(8)
+    vhid = int(vhid_text) if vhid_text.isdigit() and len(vhid_text) <= 3 else 0
+    checks = (("vhid", 1 <= vhid <= 255), ("interface", bool(INTERFACE.match(iface))), ("old state", old in STATES),
+              ("new state", new in STATES), ("reason", clean_reason(reason) == reason))
+    bad = [what for what, fine in checks if not fine]
+    if not bad:
+        return NodeEvent(m.group(1), int(m.group(2)), when, vhid, iface, old, new, reason)
+    return NodeEvent(m.group(1), int(m.group(2)), when, vhid if 1 <= vhid <= 255 else 0,
+                     iface if INTERFACE.match(iface) else UNKNOWN, old if old in STATES else UNKNOWN,
+                     new if new in STATES else UNKNOWN, clean_reason(f"malformed line ({', '.join(bad)}): {reason}"),
+                     malformed=True)

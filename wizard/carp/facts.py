@@ -250,9 +250,11 @@ class SysrcValue:
 
 @dataclass(frozen=True)
 class FileText:
-    """`cat PATH`: the file's text, empty when it is missing."""
+    """`cat PATH`: the file's text, empty when it is missing. Private: a configuration file may hold secrets that
+    are not carpweb's (other vhids' passwords), so a step keeps what it judged from it, never the text."""
 
     path: str
+    private = True
 
     def command(self) -> str:
         return f"cat {q(self.path)}"
@@ -276,6 +278,31 @@ def parse_sysrc_change(text: str) -> tuple[str, str] | None:
 
 def parse_kldload_error(stderr: str) -> str:
     return stderr.strip().removeprefix("kldload: ")
+
+
+def is_private(fact: object) -> bool:
+    """Whether a fact's output may hold secrets and must be kept out of transcripts and live output."""
+    return bool(getattr(fact, "private", False))
+
+
+def private_summary(fact: object, result: CommandResult) -> CommandResult:
+    """What a transcript keeps of a private read: its exit status and size, not the text."""
+    what = getattr(fact, "path", "the output")
+    return CommandResult(result.code, f"({len(result.stdout.encode())} bytes of {what} read; not kept: the step "
+                         "keeps what it judged)\n", result.stderr[-500:], result.seconds)
+
+
+# `pass VALUE` in rc.conf lines and ifconfig commands, `key "VALUE"` in root's `ifconfig -k`: masked in any output.
+# `"$CARP_PASS"`, the shell variable carpweb's own commands use, is no secret and stays readable.
+SECRET_WORDS = re.compile(r"""(?P<word>(?<![\w-])pass\s+|(?<![\w-])key\s+(?="))"""
+                          r"""(?P<value>"(?:[^"\\\n]|\\.)*"?|'[^'\n]*'?|[^\s"']+)""")
+PASS_VARIABLE = ('"$CARP_PASS"', "$CARP_PASS")
+
+
+def mask_secret_words(text: str, mask: str = "********") -> str:
+    """Every `pass VALUE` and `key "VALUE"` with the value masked, whoever's password it is."""
+    return SECRET_WORDS.sub(lambda m: m.group(0) if m.group("value") in PASS_VARIABLE else m.group("word") + mask,
+                            text)
 
 
 def read_all(facts: list[Fact[Any]], results: list[CommandResult]) -> list[Any]:

@@ -154,12 +154,13 @@ def _judge_vip_persist(t: Target, v: list[Any], r: list[CommandResult]) -> Outco
     slot, current = alias_slot(rc_text, t)
     if current and current == alias_value(t, _pass_in(current)) and password_current:
         return ok(f"{RC_CONF} has {alias_var(t, slot)} for vhid {t.vhid}")
-    return Change([backup_first(RC_CONF, t.stamp), f"sysrc {alias_assignment(t, slot)}"],
+    # sysrc prints `NAME: OLD -> NEW`, and OLD carries the previous password: not kept.
+    return Change([backup_first(RC_CONF, t.stamp), f"sysrc {alias_assignment(t, slot)} >/dev/null"],
                   f"write {alias_var(t, slot)} in {RC_CONF}")
 
 
 def _vip_persist_plan(t: Target) -> list[str]:
-    return [f"sysrc {alias_assignment(t, 'K')}   # K: this vhid's line, else the next free number"]
+    return [f"sysrc {alias_assignment(t, 'K')} >/dev/null   # K: this vhid's line, else the next free number"]
 
 
 # -- remove ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ means (a recorded event, a notice) is the services' business: they arrive here a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 IDLE_TIMEOUT = 3 * events.HEARTBEAT_SECONDS + 5  # no line, not even a heartbeat: the session is dead
 BACKOFF = (1, 2, 4, 8, 15, 30)  # seconds before each next try, the last one repeated
 SETTLE_SECONDS = 3.0  # a failover is two transitions on two nodes: judge the cluster once both are in
+SETTLE_MAX = 15.0  # a node that logs every few seconds postpones its cluster's judgement at most this long
+QUEUE_LINES = 10_000  # lines waiting for the writer; past it a node's session is shed and read again later
 RETRY_SECONDS = 2.0  # a cluster that could not be judged yet (a node not heard lately) is judged again
 SYNC_SECONDS = 5.0  # how often the list of nodes to follow is read again
 HEARD_EVERY = 30.0  # a node's heartbeats reach the database at most this often (unless it was in trouble)
@@ -41,6 +44,10 @@ class Callbacks:
     settle: Callable[[int, dict[int, datetime]], bool]  # judge a cluster (given when each node was last heard);
     # False: not sure yet, ask again later
     nodes: Callable[[], dict[int, str]]  # server id -> what identifies its session (a change restarts it)
+
+
+class Behind(Exception):
+    """The writer is QUEUE_LINES behind: this session ends, and the next one resumes after the last line recorded."""
 
 
 class Follower(threading.Thread):
@@ -58,10 +65,16 @@ class Follower(threading.Thread):
         self.transport = transport
         try:
             command = events.follow_command(server.events_epoch or "-", server.events_seq)
-            transport.follow(command, lambda line: self.lines.put(("line", self.server_id, line)), IDLE_TIMEOUT)
+            transport.follow(command, self._offer, IDLE_TIMEOUT)
         finally:
             transport.close()
             self.transport = None
+
+    def _offer(self, line: str) -> None:
+        try:
+            self.lines.put_nowait(("line", self.server_id, line))
+        except queue.Full:
+            raise Behind from None
 
     def run(self) -> None:
         failures, trouble_since = 0, None
@@ -73,6 +86,10 @@ class Follower(threading.Thread):
                 why = "the node closed the session"
             except SSHError as e:
                 why = e.message
+            except Behind:
+                why = (f"carpweb's collector is {QUEUE_LINES} lines behind: this node's session was shed and is "
+                       "read again from its log (nothing is lost)")
+                log.warning("collector: %s (server %s)", why, self.server_id)
             except Server.DoesNotExist:
                 return
             if self.stop.is_set():
@@ -81,7 +98,8 @@ class Follower(threading.Thread):
             if ended - started > IDLE_TIMEOUT:  # the session worked for a while: the trouble starts now
                 failures, trouble_since = 0, ended
             trouble_since = trouble_since or started
-            self.lines.put(("trouble", self.server_id, f"{time.monotonic() - trouble_since:.0f}|{why}"))
+            with contextlib.suppress(queue.Full):  # a writer that far behind hears of it at the next failure
+                self.lines.put(("trouble", self.server_id, f"{time.monotonic() - trouble_since:.0f}|{why}"), timeout=5)
             self.stop.wait(BACKOFF[min(failures, len(BACKOFF) - 1)])
             failures += 1
 
@@ -95,9 +113,10 @@ class Follower(threading.Thread):
 class Collector:
     def __init__(self, callbacks: Callbacks, connector: Connector = ssh_connect) -> None:
         self.callbacks, self.connector = callbacks, connector
-        self.lines: queue.Queue[tuple[str, int, str]] = queue.Queue()
+        self.lines: queue.Queue[tuple[str, int, str]] = queue.Queue(QUEUE_LINES)
         self.followers: dict[int, tuple[str, Follower]] = {}
         self.timers: dict[int, threading.Timer] = {}
+        self.unsettled: dict[int, float] = {}  # cluster id -> when its first transition not yet judged arrived
         self.heard: dict[int, datetime] = {}  # server id -> when its session last gave a line (heartbeats too)
         self.told: dict[int, float] = {}  # server id -> when `callbacks.heard` was last called for it
         self.troubled: set[int] = set()  # nodes whose trouble was reported and that were not heard since
@@ -116,7 +135,12 @@ class Collector:
                 self.followers[server_id] = (identity, follower)
                 follower.start()
 
-    def _settle_later(self, cluster_id: int, seconds: float = SETTLE_SECONDS) -> None:
+    def _settle_later(self, cluster_id: int, seconds: float = SETTLE_SECONDS, retry: bool = False) -> None:
+        """Judge the cluster `seconds` after its latest transition, but never later than SETTLE_MAX after the first
+        one not judged yet: a node that keeps logging cannot postpone the judgement for ever."""
+        first = self.unsettled.setdefault(cluster_id, time.monotonic())
+        if not retry:
+            seconds = max(0.0, min(seconds, first + SETTLE_MAX - time.monotonic()))
         previous = self.timers.pop(cluster_id, None)
         if previous is not None:
             previous.cancel()
@@ -126,7 +150,8 @@ class Collector:
         timer.start()
 
     def _settle(self, cluster_id: int) -> None:
-        self.lines.put(("settle", cluster_id, ""))  # judged by the writer, in order with the lines
+        # Judged by the writer, in order with the lines; a timer may wait for room (it never sheds a judgement).
+        self.lines.put(("settle", cluster_id, ""))
 
     def _handle(self, kind: str, ident: int, text: str) -> None:
         if kind == "line":
@@ -144,8 +169,11 @@ class Collector:
             self.troubled.add(ident)
             seconds, why = text.split("|", 1)
             self.callbacks.trouble(ident, why, float(seconds))
-        elif kind == "settle" and not self.callbacks.settle(ident, dict(self.heard)):
-            self._settle_later(ident, RETRY_SECONDS)
+        elif kind == "settle":
+            if self.callbacks.settle(ident, dict(self.heard)):
+                self.unsettled.pop(ident, None)
+            else:
+                self._settle_later(ident, RETRY_SECONDS, retry=True)
 
     def run(self, seconds: float | None = None) -> None:
         """Write what the followers read until stopped (or for `seconds`); the nodes are re-read every 30 s."""

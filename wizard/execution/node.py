@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from .. import audit
 from ..carp import steps as carp_steps
-from ..carp.facts import CommandResult
+from ..carp.facts import CommandResult, is_private, private_summary
 from ..carp.steps import Change, Outcome, Verdict
 from ..models import Server, Step
 from ..ssh import SSHError
@@ -65,8 +65,11 @@ def execute_step(ctx: RunContext, session: Session, step: carp_steps.Step, row: 
 
     try:
         facts = step.reads(target)
-        values, results = session.read_all(facts, transcript, on_line=live)
-        last = results[-1] if results else None
+        # A private read (a configuration file) never streams or stays: the row keeps the verdict, not the text.
+        private = any(is_private(f) for f in facts)
+        values, results = session.read_all(facts, transcript, on_line=None if private else live)
+        last = (private_summary(facts[-1], results[-1]) if is_private(facts[-1]) else results[-1]) if results \
+            else None
         verdict = step.judge(target, values, results)
         if isinstance(verdict, Change):
             verdict, last = apply_change(session, verdict, transcript, on_line=live)

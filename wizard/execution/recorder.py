@@ -9,20 +9,22 @@ from collections import deque
 from django.utils import timezone
 
 from .. import revisions
-from ..carp.facts import CommandResult
+from ..carp.facts import CommandResult, mask_secret_words
 from ..models import Run, Server, Step
 
 MASK = "********"
 LIVE_LINES = 20  # lines of output a running step shows
 LIVE_EVERY = 0.1  # seconds between two writes of a running step's output
 MASKED_FIELDS = ("message", "command", "stdout_tail", "stderr_tail")
+TAIL = 4000  # characters of a command's stdout and stderr a row keeps (the end: where the error usually is)
 
 
 def mask(text: str, secrets: list[str]) -> str:
+    """The run's own secrets, and any `pass VALUE` or `key "VALUE"` (another vhid's, a hand-made line's)."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, MASK)
-    return text
+    return mask_secret_words(text, MASK)
 
 
 class Recorder:
@@ -86,7 +88,8 @@ class Recorder:
         if transcript:
             fields["command"] = "\n".join(transcript)
         if last is not None:
-            fields.update(exit_code=last.code, stdout_tail=last.stdout, stderr_tail=last.stderr)
+            fields.update(exit_code=last.code, stdout_tail=mask(last.stdout, self.secrets)[-TAIL:],
+                          stderr_tail=mask(last.stderr, self.secrets)[-TAIL:])
         self.save(row, **fields)
 
     def skip(self, row: Step, why: str) -> None:

@@ -11,7 +11,7 @@ from django.db.models import F
 
 from .. import audit, crypto, revisions
 from ..models import Cluster, Server
-from .errors import ConcurrentEdit
+from .errors import ConcurrentEdit, ServiceError
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
@@ -97,6 +97,9 @@ def servers_save(*, cluster: Cluster, rows: list[dict[str, Any]], expected_versi
             server = existing.get(row.get("id") or 0) or by_name.get(row["name"]) or Server(cluster=cluster)
             before = audit.server_snapshot(server) if server.pk else None
             addr_changed = server.pk and (server.ssh_host != row["ssh_host"] or server.ssh_port != row["ssh_port"])
+            if server.pk and server.auth != row["auth"] and not row.get("secret"):
+                raise ServiceError(f"{row['name']}: changing the authentication method needs the new "
+                                   f"{'password' if row['auth'] == Server.Auth.PASSWORD else 'private key'}.")
             for key in ("name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
                         "preferred_master"):
                 setattr(server, key, row[key])

@@ -36,8 +36,9 @@ def event_record(*, server_id: int, line: str) -> int | None:
     with revisions.change() as rev:
         Server.objects.filter(pk=server.pk).update(events_epoch=event.epoch, events_seq=event.seq,
                                                    events_heard_at=now, events_error="")
-        if (event.vhid, event.interface) != (cluster.vhid, cluster.interface):
+        if not event.malformed and (event.vhid, event.interface) != (cluster.vhid, cluster.interface):
             return None  # another vhid on the same node: another cluster's business
+        # A malformed line is kept (its place in the node's log says a transition happened), shown as such.
         try:
             with transaction.atomic():
                 CarpEvent.objects.create(cluster=cluster, server=server, node=server.name, vhid=event.vhid,
@@ -46,7 +47,8 @@ def event_record(*, server_id: int, line: str) -> int | None:
                                          seq=event.seq)
         except IntegrityError:
             return None  # read again after a reconnect: recorded already
-        Server.objects.filter(pk=server.pk).update(carp_state=event.new)
+        if event.new in events.STATES:
+            Server.objects.filter(pk=server.pk).update(carp_state=event.new)
         Cluster.objects.filter(pk=cluster.pk).update(last_transition_at=event.node_time or now, rev=rev)
     return cluster.pk
 

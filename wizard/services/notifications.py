@@ -5,8 +5,7 @@ nothing else, and its failure is shown on the Notifications page."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
+import logging
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -22,9 +21,11 @@ from carpweb.celery import app
 
 from .. import audit, crypto
 from ..models import Cluster, Delivery, Notice, NotificationTarget
+from . import webhooks
 
 DELIVER = "wizard.deliver"  # the Celery task (wizard.tasks) that calls delivery_attempt
-WEBHOOK_TIMEOUT = 5.0  # seconds a webhook may take to answer one attempt
+WEBHOOK_DEADLINE = 5.0  # seconds one attempt may take in all: resolving, connecting, sending, the answer
+log = logging.getLogger(__name__)
 
 
 class DeliveryFailed(Exception):
@@ -76,19 +77,17 @@ def summary(notice: Notice) -> str:
 
 
 def _post(target: NotificationTarget, body: dict[str, Any]) -> None:
-    headers = {"Content-Type": "application/json", "User-Agent": "carpweb"}
-    if target.header_name:
-        headers[target.header_name] = crypto.decrypt(target.header_value_enc)
-    request = urllib.request.Request(target.address, data=json.dumps(body).encode(), headers=headers,  # noqa: S310
-                                     method="POST")
+    headers = {target.header_name: crypto.decrypt(target.header_value_enc)} if target.header_name else {}
     try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310 - http(s) only
-            if not 200 <= response.status < 300:
-                raise DeliveryFailed(f"the webhook answered {response.status}")
-    except urllib.error.HTTPError as e:
-        raise DeliveryFailed(f"the webhook answered {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError) as e:
-        raise DeliveryFailed(f"could not reach the webhook: {getattr(e, 'reason', e)}") from None
+        webhooks.post(target.address, body, headers, WEBHOOK_DEADLINE)
+    except webhooks.WebhookRefused as e:
+        raise DeliveryFailed(str(e)) from None
+
+
+def one_line(text: str, limit: int = 150) -> str:
+    """A mail subject: one line (a header with a line break is refused by the mail backend), cut to `limit`."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def delivery_attempt(*, delivery_id: int, last_try: bool) -> None:
@@ -103,13 +102,18 @@ def delivery_attempt(*, delivery_id: int, last_try: bool) -> None:
             _post(target, payload(notice))
         else:
             body = json.dumps(payload(notice), indent=1)
-            send_mail(f"[carpweb] {summary(notice)}", body, None, [target.address])
-    except (DeliveryFailed, OSError) as e:
+            send_mail(one_line(f"[carpweb] {summary(notice)}"), body, None, [target.address])
+    except Exception as e:  # every failure ends this attempt with a sentence; none leaves it pending
+        message = str(e) if isinstance(e, DeliveryFailed) else \
+            "could not hand the mail to the mail server" if target.kind == NotificationTarget.Kind.EMAIL else \
+            "the delivery failed unexpectedly"
+        if not isinstance(e, DeliveryFailed):
+            log.warning("delivery %s to target %s: %s", delivery.pk, target.pk, type(e).__name__)
         delivery.status = Delivery.Status.FAILED if last_try else Delivery.Status.RETRYING
-        delivery.last_error = str(e)[:500]
+        delivery.last_error = message[:500]
         delivery.save(update_fields=["attempts", "status", "last_error", "updated"])
         if not last_try:
-            raise DeliveryFailed(str(e)) from None
+            raise DeliveryFailed(message) from None
         return
     delivery.status, delivery.last_error = Delivery.Status.DELIVERED, ""
     delivery.save(update_fields=["attempts", "status", "last_error", "updated"])
