@@ -32,7 +32,11 @@ def _dev_keys() -> dict[str, str]:
     return keys
 
 
-_need_dev = not PRODUCTION or "CARPWEB_ENCRYPTION_KEYS" not in os.environ
+if PRODUCTION and not os.environ.get("CARPWEB_ENCRYPTION_KEYS"):
+    # A key generated beside the data would sit with the secrets it protects: production names its own.
+    raise SystemExit("CARPWEB_SECRET_KEY is set (production) but CARPWEB_ENCRYPTION_KEYS is not: set it to one or "
+                     "more Fernet keys (see README, 'Secrets at rest'). carpweb does not generate one in production.")
+_need_dev = not PRODUCTION
 _dev = _dev_keys() if _need_dev else {}
 SECRET_KEY = os.environ.get("CARPWEB_SECRET_KEY") or _dev["secret_key"]
 CARPWEB_ENCRYPTION_KEYS = [
@@ -68,15 +72,22 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "wizard.middleware.AuditContextMiddleware",
+    "wizard.middleware.PasswordChangeRequiredMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-# Login attempts: 5 failures per user name and address lock it for 15 minutes (django-axes).
+AUTHENTICATION_BACKENDS = ["wizard.auth_backends.AddressLimitBackend", "axes.backends.AxesStandaloneBackend",
+                           "django.contrib.auth.backends.ModelBackend"]
+# Login attempts: 5 failures per user name and address lock it for 15 minutes (django-axes); 30 failures from one
+# address, whatever the user names, lock the address (wizard.auth_backends).
 AXES_FAILURE_LIMIT = int(os.environ.get("CARPWEB_LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+CARPWEB_LOGIN_ADDRESS_LIMIT = int(os.environ.get("CARPWEB_LOGIN_ADDRESS_LIMIT", "30"))
+# The client's address comes from X-Forwarded-For only when the connection is from one of these proxies (CIDRs).
+CARPWEB_TRUSTED_PROXIES = os.environ.get("CARPWEB_TRUSTED_PROXIES", "")
+AXES_CLIENT_IP_CALLABLE = "wizard.clientip.client_ip"
 
 ROOT_URLCONF = "carpweb.urls"
 TEMPLATES = [
@@ -112,7 +123,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-carpweb.sqlite3")}
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"

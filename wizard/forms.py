@@ -203,7 +203,7 @@ class BaseServerFormSet(forms.BaseFormSet):
         stored = (dict(self.cluster.servers.exclude(secret_enc="").values_list("pk", "auth"))
                   if self.cluster else {})
         initial = self.initial[index] if self.initial and index is not None and index < len(self.initial) else {}
-        kwargs["stored_auth"] = stored.get(initial.get("id"), "")
+        kwargs["stored_auth"] = stored.get(initial.get("id") or 0, "")
         if self.is_bound and index is not None:
             raw = str(self.data.get(f"{self.prefix}-{index}-id") or "")
             kwargs["stored_auth"] = stored.get(int(raw), "") if raw.isdigit() else ""

@@ -114,6 +114,11 @@ class Health:
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "healthy": self.healthy}
 
+    def as_public_dict(self) -> dict[str, Any]:
+        """What anyone may know: each part ok or failing, and how many workers answer; no names, no errors."""
+        return {"healthy": self.healthy, "database": "ok" if self.database == "ok" else "failing",
+                "broker": "ok" if self.broker == "ok" else "failing", "workers": len(self.workers)}
+
 
 def health_check() -> Health:
     database = database_status()

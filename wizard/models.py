@@ -16,6 +16,17 @@ class Revision(models.Model):
         return f"revision {self.n}"
 
 
+class Account(models.Model):
+    """What carpweb keeps about a person beyond Django's user: whether they must choose their own password."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account")
+    must_change_password = models.BooleanField(default=False, help_text="set by an admin; cleared when the person "
+                                               "chooses their own")
+
+    def __str__(self) -> str:
+        return f"account of user {self.user_id}"
+
+
 class Cluster(models.Model):
     name = models.CharField(max_length=63, unique=True)
     subnet = models.CharField(max_length=18, help_text="IPv4 network in CIDR form, e.g. 192.0.2.0/24")

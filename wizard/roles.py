@@ -1,4 +1,4 @@
-"""Roles as groups: viewer < operator < admin. Superusers are admins."""
+"""Roles as groups: viewer < operator < admin. Superusers are admins; an inactive account has no role."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ RANK = {role: i for i, role in enumerate(ROLES)}
 
 
 def role_of(user: Any) -> Role | None:
-    if user is None or not user.is_authenticated:
+    if user is None or not user.is_authenticated or not user.is_active:
         return None
-    if user.is_superuser:
+    if user.is_superuser:  # a superuser made with createsuperuser; a demoted one loses the flag (services.users)
         return Role.ADMIN
     names = set(user.groups.values_list("name", flat=True))
     return next((role for role in reversed(ROLES) if role in names), None)

@@ -32,7 +32,11 @@ def _logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 @receiver(user_login_failed)
 def _login_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
-    audit.record("login.failed", after={"username": str(credentials.get("username", ""))[:150]})
+    # A name that is no account is not echoed: people type their password into the user field, and every viewer
+    # reads the audit log.
+    typed = str(credentials.get("username", ""))[:150]
+    known = User.objects.filter(username=typed).first()
+    audit.record("login.failed", obj=known, after={"username": typed if known else "(not an account)"})
 
 
 @receiver(pre_save, sender=User)

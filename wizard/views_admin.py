@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import PasswordChangeForm
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -45,13 +46,21 @@ class _Echo:
         return value
 
 
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell a spreadsheet would read as a formula (=, +, -, @, tab, CR first) gets a leading apostrophe (OWASP)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def _export_csv(entries: Any) -> StreamingHttpResponse:
     writer = csv.writer(_Echo())
 
     def lines() -> Any:
         yield writer.writerow(EXPORT_FIELDS)
         for row in _rows(entries):
-            yield writer.writerow([json.dumps(row[f]) if f in ("before", "after") else row[f] for f in EXPORT_FIELDS])
+            yield writer.writerow([spreadsheet_safe(json.dumps(row[f]) if f in ("before", "after") else row[f])
+                                   for f in EXPORT_FIELDS])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="carpweb-audit.csv"'
@@ -70,6 +79,17 @@ def _export_json(entries: Any) -> StreamingHttpResponse:
     return response
 
 
+def password_change(request: HttpRequest) -> HttpResponse:
+    """Anyone logged in chooses their own password (Django's validators); required at a first login."""
+    form = PasswordChangeForm(request.user, request.POST or None)  # type: ignore[arg-type]  # logged in
+    if request.method == "POST" and form.is_valid():
+        services.password_change(request=request, user=request.user, password=form.cleaned_data["new_password1"])
+        messages.success(request, "Your password is changed.")
+        return redirect("cluster-list")
+    return render(request, "wizard/password_change.html",
+                  {"form": form, "forced": services.must_change_password(request.user)})
+
+
 @require_role(Role.VIEWER)
 def audit_verify(request: HttpRequest) -> HttpResponse:
     ok, broken, why = audit.verify(full=False)  # what was added since the last verified checkpoint
@@ -85,14 +105,19 @@ def user_list(request: HttpRequest) -> HttpResponse:
                                     role=Role(form.cleaned_data["role"]))
         messages.success(request, f"Created {user.username} as {form.cleaned_data['role']}.")
         return redirect("user-list")
-    if action == "role":
+    if action in ("role", "deactivate", "reactivate"):
+        user_id = str(request.POST.get("user", ""))
         try:
-            target = services.user_set_role(actor=request.user, user_id=str(request.POST.get("user", "")),
-                                            role=str(request.POST.get("role", "")))
+            if action == "role":
+                target = services.user_set_role(actor=request.user, user_id=user_id,
+                                                role=str(request.POST.get("role", "")))
+                messages.success(request, f"{target.username} is now {request.POST.get('role')}.")
+            else:
+                target = services.user_set_active(actor=request.user, user_id=user_id, active=action == "reactivate")
+                messages.success(request, f"{target.username} is {action}d." if action == "reactivate" else
+                                 f"{target.username} is deactivated: no login, and open pages stop following.")
         except services.ServiceError as e:
             messages.error(request, str(e))
-        else:
-            messages.success(request, f"{target.username} is now {request.POST.get('role')}.")
         return redirect("user-list")
     users = [(u, role_of(u)) for u in get_user_model().objects.order_by("username").prefetch_related("groups")]
     return render(request, "wizard/user_list.html", {"users": users, "form": form, "roles": ROLES})

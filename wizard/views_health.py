@@ -15,17 +15,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .health import health_check, worker_answers
 from .live.hub import HUB
 from .metrics import registry as metrics_registry
-from .roles import Role, require_role
+from .roles import Role, has_role, require_role
 
 
 @require_GET
 @login_not_required
 @never_cache
 def health(request: HttpRequest) -> JsonResponse:
-    """200 when the database and the broker answer and at least one worker does; 503 otherwise. `streams`: the
-    live streams this web process holds open."""
+    """200 when the database and the broker answer and at least one worker does; 503 otherwise. Anonymous callers
+    (load balancers) get ok/failing only; a logged-in admin also gets the workers' names, the errors, beat and
+    `streams` (the live streams this web process holds open)."""
     result = health_check()
-    return JsonResponse({**result.as_dict(), "streams": HUB.watchers}, status=200 if result.healthy else 503)
+    status = 200 if result.healthy else 503
+    if not has_role(request.user, Role.ADMIN):
+        return JsonResponse(result.as_public_dict(), status=status)
+    return JsonResponse({**result.as_dict(), "streams": HUB.watchers}, status=status)
 
 
 @require_GET

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -40,13 +40,21 @@ def _no_worker_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_health_needs_no_login_names_the_worker_and_reveals_no_secret(client, celery_worker_process):
+def test_health_needs_no_login_and_tells_anonymous_callers_only_ok_or_failing(client, celery_worker_process):
     health.workers(fresh=True)
     res = client.get("/health/")
     assert res.status_code == 200
     body = res.json()
-    assert body["database"] == "ok" and body["broker"] == "ok" and body["healthy"] is True
-    assert any(name.startswith("test") for name in body["workers"])
+    assert body == {"healthy": True, "database": "ok", "broker": "ok", "workers": body["workers"]}
+    assert isinstance(body["workers"], int) and body["workers"] >= 1  # how many, never their host names
+    viewer = User.objects.create_user("v", password="pw-for-tests-1")
+    viewer.groups.set([Group.objects.get(name="viewer")])
+    client.force_login(viewer)
+    assert set(client.get("/health/").json()) == set(body)  # a viewer is no admin: the same
+    client.force_login(User.objects.create_superuser("admin", password="pw-for-tests"))
+    res = client.get("/health/")
+    body = res.json()
+    assert any(name.startswith("test") for name in body["workers"]) and "streams" in body
     assert body["beat"] is None or datetime.fromisoformat(body["beat"])
     text = res.content.decode()
     for secret in (settings.SECRET_KEY, *settings.CARPWEB_ENCRYPTION_KEYS):

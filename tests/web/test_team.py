@@ -47,6 +47,7 @@ MATRIX: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
     "audit-list": [("get", None, READ)],
     "audit-verify": [("get", None, READ)],
     "user-list": [("get", None, ADMIN_PAGE)],
+    "password-change": [("get", None, READ)],
     "worker-banner": [("get", None, READ)],
     "notification-list": [("get", None, {ANON: 302, VIEWER: 403, OPERATOR: 200, ADMIN: 200}),
                           # an operator sees the page; adding is refused with a message; an admin's empty form: 200

@@ -12,20 +12,22 @@ from .clusters import (
     cluster_save,
     servers_save,
 )
-from .errors import ConcurrentEdit, ServiceError
+from .errors import ConcurrentEdit, RoleRequired, ServiceError
 from .events import cluster_evaluate, event_record, followed_nodes, node_heard, node_trouble
 from .fleet import NOT_READY, FleetItem, drift_check_all, fleet_start
 from .hostkeys import DiscoveredServer, HostKeyOffer, host_keys_fetch, host_keys_pin, interfaces_discover
 from .notifications import DELIVER, DeliveryFailed, delivery_attempt, notice_send, target_add, target_delete
 from .runs import run_execute, run_start, runs_reap
-from .users import user_create, user_set_role
+from .users import must_change_password, password_change, user_create, user_set_active, user_set_role
 
 __all__ = [
-    "APPLIED_FIELDS", "DELIVER", "ConcurrentEdit", "DeliveryFailed", "DiscoveredServer", "HostKeyOffer", "ServiceError",
+    "APPLIED_FIELDS", "DELIVER", "ConcurrentEdit", "RoleRequired",
+    "DeliveryFailed", "DiscoveredServer", "HostKeyOffer", "ServiceError",
     "cluster_evaluate", "delivery_attempt", "event_record", "followed_nodes", "node_heard", "node_trouble",
     "notice_send", "target_add", "target_delete",
     "applied_settings_changed", "carp_password_generate", "cluster_delete", "cluster_readiness", "cluster_save",
     "NOT_READY", "FleetItem", "drift_check_all", "fleet_start",
     "host_keys_fetch", "host_keys_pin", "interfaces_discover", "run_execute", "run_start",
-    "runs_reap", "servers_save", "user_create", "user_set_role",
+    "runs_reap", "servers_save", "user_create", "user_set_role", "user_set_active",
+    "password_change", "must_change_password",
 ]

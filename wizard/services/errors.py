@@ -7,3 +7,7 @@ class ServiceError(Exception):
 
 class ConcurrentEdit(ServiceError):
     """Two people edited the same object; the second save is refused."""
+
+
+class RoleRequired(ServiceError):
+    """The person's role does not allow this."""

@@ -14,9 +14,10 @@ from ..execution import reaper, runner
 from ..execution.connect import Connector, ssh_connect
 from ..models import Cluster, Run, Server
 from ..plan import PLANS, plan_for
+from ..roles import Role, has_role
 from . import drift
 from .clusters import cluster_readiness
-from .errors import ServiceError
+from .errors import RoleRequired, ServiceError
 
 RUN_EXECUTE = "wizard.run_execute"  # the Celery task (wizard.tasks) that calls run_execute below
 
@@ -37,9 +38,14 @@ def _maintenance_node(cluster: Cluster, kind: str, target: str, confirm: bool) -
 
 def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = "", confirm: bool = False,
               trigger: str = Run.Trigger.USER, actor_name: str = "") -> Run:
-    """Start a run after the transaction commits; refused while another run of the cluster is in progress."""
+    """Start a run after the transaction commits; refused while another run of the cluster is in progress. A
+    person (`user`) must hold the role the kind needs, whatever calls this (a page, the API, a script); without a
+    user the caller is the command line or the schedule, run by whoever operates carpweb's machines."""
     if kind not in PLANS:
         raise ServiceError(f"unknown run kind {kind!r}")
+    if user is not None and not has_role(user, PLANS[kind].role):
+        raise RoleRequired(f"{PLANS[kind].role.value.capitalize()} role needed: {kind} runs are for "
+                           f"{PLANS[kind].role.value}s{' and admins' if PLANS[kind].role != Role.ADMIN else ''}.")
     node = _maintenance_node(cluster, kind, target, confirm)
     problems = cluster_readiness(cluster=cluster)
     if problems:

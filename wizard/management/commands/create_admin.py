@@ -1,10 +1,18 @@
-"""Create (or reset) the first admin account: manage.py create_admin USER [--password P | --password-file F]."""
+"""Create (or reset) the first admin account: manage.py create_admin USER [--password-file F | --password-stdin].
+
+The password never goes on the command line (where `ps` and shell histories show it): it comes from a file, from
+standard input, or is generated and printed once.
+"""
 
 import secrets
+import sys
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+
+from wizard import services
+from wizard.roles import Role
 
 
 class Command(BaseCommand):
@@ -12,26 +20,28 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("username")
-        parser.add_argument("--password", help="default: a random one, printed once")
-        parser.add_argument("--password-file", help="read the password from this file (kept out of `ps`)")
+        parser.add_argument("--password-file", help="read the password from this file")
+        parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
         parser.add_argument("--if-missing", action="store_true", help="do nothing when the user exists")
 
-    def handle(self, *args, username: str, password: str | None, password_file: str | None, if_missing: bool,  # type: ignore[no-untyped-def]
+    def handle(self, *args, username: str, password_file: str | None, password_stdin: bool, if_missing: bool,  # type: ignore[no-untyped-def]
                **options):
-        User = get_user_model()
-        user = User.objects.filter(username=username).first()
+        user = get_user_model().objects.filter(username=username).first()
         if user and if_missing:
             self.stdout.write(f"admin account {username!r} exists already")
             return
-        if password_file:
-            password = Path(password_file).read_text().strip()
-        shown = not password_file
+        password = Path(password_file).read_text().strip() if password_file else \
+            sys.stdin.readline().strip() if password_stdin else ""
+        if (password_file or password_stdin) and not password:
+            raise CommandError("the password given is empty")
+        shown = not password
         password = password or secrets.token_urlsafe(12)
-        user = user or User(username=username)
-        user.is_staff = user.is_superuser = True
-        user.set_password(password)
+        if user is None:
+            # The first admin chose (or was shown) this password themselves: no forced change.
+            user = services.user_create(username=username, password=password, role=Role.ADMIN,
+                                        must_change_password=False)
+        else:
+            user.set_password(password)
+        user.is_staff = user.is_superuser = user.is_active = True  # Django's admin (beat's schedules) too
         user.save()
-        from django.contrib.auth.models import Group
-
-        user.groups.add(Group.objects.get_or_create(name="admin")[0])
         self.stdout.write(f"admin account {username!r} ready" + (f"; password: {password}" if shown else ""))
