@@ -6,6 +6,7 @@ Fernet keys, newest first), CARPWEB_DEBUG, CARPWEB_ALLOWED_HOSTS, CARPWEB_DATA_D
 
 import json
 import os
+import secrets
 from pathlib import Path
 
 import dj_database_url
@@ -24,23 +25,32 @@ def _dev_keys() -> dict[str, str]:
     """Embedded mode only: keys generated once and kept in DATA_DIR, so a restart can still decrypt."""
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     path = DATA_DIR / "dev-keys.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    keys = {"secret_key": get_random_secret_key(), "encryption_key": Fernet.generate_key().decode()}
-    path.write_text(json.dumps(keys))
-    path.chmod(0o600)
+    keys = json.loads(path.read_text()) if path.exists() else {}
+    fresh = {"secret_key": get_random_secret_key, "encryption_key": lambda: Fernet.generate_key().decode(),
+             "audit_key": lambda: secrets.token_hex(32)}
+    missing = {name: make() for name, make in fresh.items() if name not in keys}
+    if missing:  # a data directory made before a key existed gets it added, the others kept
+        keys.update(missing)
+        path.write_text(json.dumps(keys))
+        path.chmod(0o600)
     return keys
 
 
-if PRODUCTION and not os.environ.get("CARPWEB_ENCRYPTION_KEYS"):
-    # A key generated beside the data would sit with the secrets it protects: production names its own.
-    raise SystemExit("CARPWEB_SECRET_KEY is set (production) but CARPWEB_ENCRYPTION_KEYS is not: set it to one or "
-                     "more Fernet keys (see README, 'Secrets at rest'). carpweb does not generate one in production.")
+for _needed in ("CARPWEB_ENCRYPTION_KEYS", "CARPWEB_AUDIT_KEY"):
+    if PRODUCTION and not os.environ.get(_needed):
+        # A key generated beside the data would sit with what it protects: production names its own.
+        raise SystemExit(f"CARPWEB_SECRET_KEY is set (production) but {_needed} is not: set it (see README, "
+                         "'Configuration'). carpweb does not generate keys in production.")
 _need_dev = not PRODUCTION
 _dev = _dev_keys() if _need_dev else {}
 SECRET_KEY = os.environ.get("CARPWEB_SECRET_KEY") or _dev["secret_key"]
 CARPWEB_ENCRYPTION_KEYS = [
     k.strip() for k in (os.environ.get("CARPWEB_ENCRYPTION_KEYS") or _dev["encryption_key"]).split(",") if k.strip()
+]
+# The audit chain's HMAC keys, newest first (comma-separated): kept outside the database, so someone who can write
+# the database cannot re-seal an edited entry.
+CARPWEB_AUDIT_KEYS = [
+    k.strip() for k in (os.environ.get("CARPWEB_AUDIT_KEY") or _dev["audit_key"]).split(",") if k.strip()
 ]
 ALLOWED_HOSTS = os.environ.get("CARPWEB_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CARPWEB_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
@@ -196,6 +206,9 @@ CARPWEB_NOTIFY_BACKOFF = float(os.environ.get("CARPWEB_NOTIFY_BACKOFF", "2"))
 # Webhooks connect to public addresses only; a chat relay on a private network is listed here (comma-separated
 # CIDRs, e.g. "10.20.0.0/16,fd00:1::/64").
 CARPWEB_WEBHOOK_ALLOWED_NETWORKS = os.environ.get("CARPWEB_WEBHOOK_ALLOWED_NETWORKS", "")
+# Live streams one web process holds: per session (a person's tabs) and in all; past either, 429 with a sentence.
+CARPWEB_STREAMS_PER_SESSION = int(os.environ.get("CARPWEB_STREAMS_PER_SESSION", "12"))
+CARPWEB_STREAMS_PER_PROCESS = int(os.environ.get("CARPWEB_STREAMS_PER_PROCESS", "2000"))
 # Metrics (GET /metrics, Prometheus text format): served only when a bearer token is set.
 CARPWEB_METRICS_TOKEN = os.environ.get("CARPWEB_METRICS_TOKEN", "")
 

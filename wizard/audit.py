@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import hmac
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import AuditCheckpoint, AuditEntry, Cluster, Server
 
 MASKED = "(secret)"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,8 +45,23 @@ def content(entry: AuditEntry) -> str:
         "prev": entry.prev_hash}, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def digest(entry: AuditEntry) -> str:
-    return hashlib.sha256(content(entry).encode()).hexdigest()
+def digest(entry: AuditEntry, key: str | None = None) -> str:
+    """HMAC-SHA256 of the entry's content (its predecessor's MAC included) with the newest audit key: a MAC,
+    not a plain hash, so rewriting the database is not enough to re-seal an edited entry."""
+    secret = key if key is not None else settings.CARPWEB_AUDIT_KEYS[0]
+    return hmac.new(secret.encode(), content(entry).encode(), hashlib.sha256).hexdigest()
+
+
+def sealed(entry: AuditEntry) -> bool:
+    """Whether the entry's MAC is right under any configured key (older keys stay listed after a rotation)."""
+    return any(hmac.compare_digest(digest(entry, key), entry.hash) for key in settings.CARPWEB_AUDIT_KEYS)
+
+
+def log_head(where: str) -> None:
+    """The chain's head (last id and MAC) in this process's log: a copy outside the database to compare with."""
+    head = AuditEntry.objects.order_by("-id").values_list("id", "hash").first()
+    if head:
+        log.info("audit head (%s): entry %s mac %s", where, head[0], head[1])
 
 
 def record(action: str, *, obj: Any = None, cluster: Cluster | None = None, before: dict[str, Any] | None = None,
@@ -80,7 +99,7 @@ def verify(*, full: bool = True) -> tuple[bool, int | None, str]:
     checkpoint = None if full else AuditCheckpoint.objects.first()
     if checkpoint is not None:
         entry = AuditEntry.objects.filter(pk=checkpoint.entry_id).first()
-        if entry is None or entry.hash != checkpoint.hash or digest(entry) != checkpoint.hash:
+        if entry is None or entry.hash != checkpoint.hash or not sealed(entry):
             return False, checkpoint.entry_id, (f"entry {checkpoint.entry_id} no longer matches the checkpoint "
                                                 "verified earlier: it was edited or removed")
         prev, count, after = checkpoint.hash, checkpoint.count, checkpoint.entry_id
@@ -90,11 +109,13 @@ def verify(*, full: bool = True) -> tuple[bool, int | None, str]:
         if entry.prev_hash != prev:
             return False, entry.pk, (f"entry {entry.pk} does not follow the entry before it: an entry was removed "
                                      "or the order was changed")
-        if digest(entry) != entry.hash:
-            return False, entry.pk, f"entry {entry.pk} was edited after it was written"
+        if not sealed(entry):
+            return False, entry.pk, (f"entry {entry.pk} was edited after it was written (its MAC does not match "
+                                     "under any audit key)")
         prev, last = entry.hash, entry.pk
     if last is not None:
         AuditCheckpoint.objects.get_or_create(entry_id=last, defaults={"hash": prev, "count": count})
+        log.info("audit checkpoint: entry %s mac %s (%s entries)", last, prev, count)
     since = f", checked from entry {after + 1} on (entries up to {after} were verified before)" if after else ""
     return True, None, f"{count} entries, chain intact{since}"
 

@@ -170,6 +170,10 @@ class Connection:
     def __init__(self, ep: Endpoint, connect_timeout: float = 10, command_timeout: float = 30) -> None:
         self.ep = ep
         self.command_timeout = command_timeout
+        if ep.auth == "password" and "PRIVATE KEY-----" in ep.secret:
+            raise SSHError("auth", f"{ep.name}: the stored credential is a private key, but the server is set to "
+                           "password authentication; carpweb never sends a key as a password. Enter the password "
+                           "(or choose Private key).")
         if not ep.pinned_key:
             raise SSHError("hostkey", f"{ep.name}: its host key is not pinned yet. Confirm the fingerprint on the "
                            "Review page (or `manage.py pin_host_keys`) before any command runs.")
@@ -179,10 +183,6 @@ class Connection:
         lookup = ep.host if ep.port == 22 else f"[{ep.host}]:{ep.port}"
         self.client.get_host_keys().add(lookup, key_type, paramiko.PKey.from_type_string(key_type,
                                                                                          base64.b64decode(key_b64)))
-        if ep.auth == "password" and "PRIVATE KEY-----" in ep.secret:
-            raise SSHError("auth", f"{ep.name}: the stored credential is a private key, but the server is set to "
-                           "password authentication; carpweb never sends a key as a password. Enter the password "
-                           "(or choose Private key).")
         kwargs: dict[str, object] = {"password": ep.secret} if ep.auth == "password" else {
             "pkey": load_private_key(ep.secret, ep.name)}
         sock = _socket(ep.host, ep.port, connect_timeout, ep.name)

@@ -45,7 +45,12 @@ async def _answer(request: HttpRequest, kind: str, pk: int | None) -> HttpRespon
         return await _fragments(topic.feed, after)
     # Under carpweb/asgi.py event streams never get here (its stream app serves them without a thread each);
     # a server that routes everything to Django still streams, a thread per stream.
-    response = StreamingHttpResponse(streams.events(topic, after), content_type="text/event-stream")
+    session_key = request.session.session_key or ""
+
+    async def still_allowed() -> bool:
+        return bool(await sync_to_async(streams.may_watch)(session_key))
+
+    response = StreamingHttpResponse(streams.events(topic, after, still_allowed), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

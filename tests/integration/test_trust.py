@@ -27,7 +27,7 @@ def _run(cluster, kind, limit=120):
 
 def _everything_a_viewer_sees(runs: list[Run]) -> str:
     viewer = User.objects.create_user("viewer-a", password="pw-for-tests-1")
-    viewer.groups.set([Group.objects.get(name="viewer")])
+    viewer.groups.set([Group.objects.get_or_create(name="viewer")[0]])
     client = Client()
     client.force_login(viewer)
     seen = []

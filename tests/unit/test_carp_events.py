@@ -268,3 +268,87 @@ def test_heartbeats_reach_the_database_every_half_minute_or_at_once_after_troubl
     collector._handle("line", 7, events.HEARTBEAT)
     collector._handle("line", 7, events.HEARTBEAT)
     assert told == [7, 7]
+
+
+def test_a_malformed_line_is_kept_as_such_never_dropped_with_its_transition():
+    good = events.parse_line("ab12 3 2026-11-25T03:12:07Z 1@em0 BACKUP -> MASTER (master timed out)")
+    assert good is not None and not good.malformed
+    forged = events.parse_line("ab12 4 2026-11-25T03:12:08Z 1@em0 BACKUP -> PWNED" + "x" * 300 + " (why)")
+    assert forged is not None and forged.malformed and (forged.seq, forged.new) == (4, "?")
+    assert forged.reason.startswith("malformed line (new state)") and len(forged.reason) <= events.REASON_MAX
+    odd = events.parse_line("ab12 5 2026-11-25T03:12:09Z 999@" + "e" * 40 + " MASTER -> BACKUP (\x1b[31mred)")
+    assert odd is not None and odd.malformed and (odd.vhid, odd.interface) == (0, "?")
+    assert "\x1b" not in odd.reason and "vhid, interface, reason" in odd.reason
+    assert events.parse_line("not-hex 1 2026-11-25T03:12:09Z 1@em0 INIT -> BACKUP ()") is None
+
+
+@pytest.mark.django_db
+def test_the_collector_records_a_malformed_line_with_its_place_in_the_log():
+    from wizard.services import event_record
+
+    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100",
+                                     interface="em0")
+    server = Server.objects.create(cluster=cluster, name="server-1", address="192.0.2.11", ssh_host="h",
+                                   carp_state="BACKUP")
+    line = "ab12 7 2026-11-25T03:12:08Z 1@em0 BACKUP -> " + "M" * 400 + " (" + "r" * 400 + ")"
+    assert event_record(server_id=server.pk, line=line) == cluster.pk
+    row = CarpEvent.objects.get()
+    assert (row.seq, row.new_state, row.old_state) == (7, "?", "BACKUP") and row.reason.startswith("malformed")
+    server.refresh_from_db()
+    assert server.carp_state == "BACKUP" and server.events_seq == 7
+
+
+def test_a_node_that_keeps_logging_cannot_postpone_its_clusters_judgement(monkeypatch):
+    import time as clock
+
+    from wizard.execution import collector as collector_module
+
+    monkeypatch.setattr(collector_module, "SETTLE_SECONDS", 0.3)
+    monkeypatch.setattr(collector_module, "SETTLE_MAX", 0.6)
+    judged: list[float] = []
+
+    def settle(cluster_id: int, heard: dict) -> bool:
+        judged.append(clock.monotonic())
+        return True
+
+    collector = Collector(Callbacks(line=lambda s, line: 5, trouble=lambda s, why, seconds: None,
+                                    heard=lambda s: None, settle=settle, nodes=dict))
+    writer = threading.Thread(target=collector.run, kwargs={"seconds": 2.5})
+    writer.start()
+    start = clock.monotonic()
+    while clock.monotonic() - start < 2.0:  # a transition every 0.1 s: always inside the settle window
+        collector.lines.put(("line", 1, "a transition"))
+        clock.sleep(0.1)
+    writer.join()
+    collector.stop()
+    assert judged and judged[0] - start < 0.6 + 0.3, [round(t - start, 2) for t in judged]
+    assert len(judged) >= 2  # and again after each maximum, while it goes on
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_queue_sheds_the_session_and_says_so_instead_of_growing():
+    import queue as queues
+
+    from wizard.execution.collector import Follower
+
+    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    server = Server.objects.create(cluster=cluster, name="server-1", address="192.0.2.11", ssh_host="h")
+    lines: queues.Queue = queues.Queue(3)
+    sessions: list[int] = []
+
+    class Flood:
+        def follow(self, command, on_line, idle_timeout):
+            sessions.append(1)
+            for i in range(100):
+                on_line(f"line {i}")
+
+        def close(self):
+            pass
+
+    follower = Follower(server.pk, lines, lambda s: Flood())  # type: ignore[arg-type,return-value]
+    follower.start()
+    wait_until(lambda: sessions, limit=10)
+    follower.halt()
+    follower.join(10)
+    got = [lines.get_nowait() for _ in range(lines.qsize())]
+    assert len(got) == 3 and got[:3] == [("line", server.pk, f"line {i}") for i in range(3)]  # bounded, in order

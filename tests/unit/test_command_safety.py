@@ -133,3 +133,25 @@ def test_the_operations_really_were_driven(cluster):
     assert "ping -c 90 -i 0.1 -W 200 192.0.2.100" in sent
 
 
+
+
+def test_a_pem_key_is_never_offered_as_a_password():
+    from wizard.ssh import Connection, Endpoint, SSHError
+
+    pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+    ep = Endpoint("server-1", "127.0.0.1", 9, "root", "password", pem, "root", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5")
+    with pytest.raises(SSHError) as refused:
+        Connection(ep, connect_timeout=1)  # refused before any socket: port 9 is never tried
+    assert refused.value.kind == "auth" and "never sends a key as a password" in refused.value.message
+
+
+def test_long_lines_and_endless_lines_are_cut():
+    from wizard.ssh import LineSplitter
+
+    got: list[str] = []
+    lines = LineSplitter(got.append, limit=10)
+    lines.feed(b"short\n" + b"x" * 25)
+    lines.feed(b"y" * 25)
+    lines.feed(b"zz\nnext\n")
+    lines.close()
+    assert got == ["short", "xxxxxxxxxx [line cut]", "next"]

@@ -69,3 +69,43 @@ def test_arbitrary_input_never_500s(admin_client, text):
         res = admin_client.post("/clusters/new/", {**CLUSTER, "name": "h", field: text})
         assert res.status_code in (200, 302)
         Cluster.objects.filter(name="h").delete()
+
+
+KEY_TEXT = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def test_switching_key_to_password_requires_the_password_and_keeps_no_key(admin_client):
+    from wizard import crypto
+
+    admin_client.post("/clusters/new/", CLUSTER)
+    cluster = Cluster.objects.get(name="web")
+    data = {"servers-TOTAL_FORMS": "2", "servers-INITIAL_FORMS": "0", "servers-MIN_NUM_FORMS": "2",
+            "servers-MAX_NUM_FORMS": "200"}
+    for i, (name, addr) in enumerate([("server-1", "192.0.2.11"), ("server-2", "192.0.2.12")]):
+        data.update({f"servers-{i}-name": name, f"servers-{i}-address": addr, f"servers-{i}-ssh_port": "22",
+                     f"servers-{i}-ssh_user": "root", f"servers-{i}-auth": "key",
+                     f"servers-{i}-private_key": KEY_TEXT, f"servers-{i}-privilege": "root"})
+    assert admin_client.post(f"/clusters/{cluster.pk}/wizard/servers/", data).status_code == 302
+    ids = list(cluster.servers.order_by("position").values_list("pk", flat=True))
+    data.update({"servers-INITIAL_FORMS": "2", "servers-0-id": str(ids[0]), "servers-1-id": str(ids[1]),
+                 "servers-0-private_key": "", "servers-1-private_key": "", "servers-0-auth": "password"})
+    res = admin_client.post(f"/clusters/{cluster.pk}/wizard/servers/", data)
+    assert res.status_code == 200
+    assert "You switched to a password: enter it" in str(res.context["formset"].forms[0].errors["password"])
+    server = cluster.servers.get(name="server-1")
+    assert server.auth == "key" and crypto.decrypt(server.secret_enc) == KEY_TEXT  # nothing half-changed
+    data["servers-0-password"] = KEY_TEXT  # pasting the key into the password field is no way around it
+    res = admin_client.post(f"/clusters/{cluster.pk}/wizard/servers/", data)
+    assert "That is a private key" in str(res.context["formset"].forms[0].errors["password"])
+
+
+def test_the_service_refuses_an_auth_switch_without_the_new_secret():
+    from wizard import services
+
+    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    row = {"name": "server-1", "address": "192.0.2.11", "ssh_host": "h", "ssh_port": 22, "ssh_user": "root",
+           "auth": "key", "secret": KEY_TEXT, "privilege": "root", "preferred_master": True}
+    services.servers_save(cluster=cluster, rows=[row])
+    with pytest.raises(services.ServiceError, match="needs the new password"):
+        services.servers_save(cluster=cluster, rows=[{**row, "auth": "password", "secret": ""}])
+    assert cluster.servers.get().auth == "key"

@@ -48,7 +48,8 @@ def test_every_page_has_a_content_security_policy(strict_client):
 
 def test_check_deploy_has_no_warnings_in_production_mode():
     env = dict(os.environ, CARPWEB_SECRET_KEY=Fernet.generate_key().decode() * 2,
-               CARPWEB_ENCRYPTION_KEYS=Fernet.generate_key().decode(), CARPWEB_ALLOWED_HOSTS="carpweb.example.org")
+               CARPWEB_ENCRYPTION_KEYS=Fernet.generate_key().decode(), CARPWEB_AUDIT_KEY="k" * 64,
+               CARPWEB_ALLOWED_HOSTS="carpweb.example.org")
     res = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
                          env=env, capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -34,7 +34,8 @@ SCRIPT_TEXT = f"""#!/bin/sh
 # devd's arguments come from the kernel; /var/log/messages can be written by any local user (logger), so only the
 # kernel's own line is read, only INIT, BACKUP and MASTER are taken from it, and its reason is cleaned and cut.
 sub="$1"; new="$2"; db=/var/db/carpweb
-case "$sub" in [0-9]*@[A-Za-z0-9_.]*) ;; *) exit 0;; esac
+case "$sub" in *[!A-Za-z0-9@_.]*|'') exit 0;; esac
+case "$sub" in [0-9]*@[A-Za-z]*) ;; *) exit 0;; esac
 case "$new" in INIT|BACKUP|MASTER) ;; *) exit 0;; esac
 mkdir -p "$db" /var/log/carpweb
 [ -s "$db/epoch" ] || od -An -N6 -tx1 /dev/urandom | tr -d ' \\n' > "$db/epoch"

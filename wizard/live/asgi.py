@@ -21,7 +21,7 @@ from django.http.request import split_domain_port, validate_host
 
 from .db import in_thread
 from .events import resume_point
-from .streams import events, may_watch, parse_ids, topic_for
+from .streams import ADMISSION, TooManyStreams, events, may_watch, parse_ids, topic_for
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -73,16 +73,26 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         await _plain(send, 400, "Bad Request (the Host header is not one of ALLOWED_HOSTS)")
         return
     cookie = SimpleCookie(headers.get("cookie", "")).get(settings.SESSION_COOKIE_NAME)
-    if not await in_thread(may_watch)(cookie.value if cookie else None):
+    session_key = cookie.value if cookie else ""
+    if not await in_thread(may_watch)(session_key):
         await _plain(send, 403, "Log in as a viewer (or more) to follow this page live.")
         return
+    try:
+        with ADMISSION.admit(session_key):
+            await _stream(send, receive, kind, pk, query, headers, session_key)
+    except TooManyStreams as e:
+        await _plain(send, 429, str(e))
+
+
+async def _stream(send: Send, receive: Receive, kind: str, pk: int | None, query: dict[str, list[str]],
+                  headers: dict[str, str], session_key: str) -> None:
     after = resume_point(headers.get("last-event-id"), (query.get("after") or [""])[0])
     topic = await in_thread(topic_for)(kind, pk, parse_ids((query.get("ids") or [""])[0]), after)
     if topic is None:
         await _plain(send, 404, "Nothing to follow here.")
         return
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-    pump = asyncio.create_task(_pump(send, events(topic, after)))
+    pump = asyncio.create_task(_pump(send, events(topic, after, lambda: in_thread(may_watch)(session_key))))
     gone = asyncio.create_task(_until_gone(receive))
     await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
     for task in (pump, gone):

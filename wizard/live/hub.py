@@ -77,14 +77,21 @@ class Hub:
         return sum(len(t.watchers) for t in self.topics.values())
 
     async def watch(self, key: Hashable, feed: Feed, after: int, notice: Callable[[], str] | None = None) -> Watcher:
-        """A new watcher of `key`, sent first what changed after `after` (up to what the hub has seen)."""
+        """A new watcher of `key`, sent first what changed after `after` (up to what the hub has seen). The long
+        catch-up (a page opened on an old revision) is read outside the hub's lock, so one slow newcomer never
+        holds up every other stream; only what happened meanwhile is read under it."""
         async with self.lock:
             if self.rev < 0:
                 self.rev = await in_thread(revisions.current)()
-            watcher = Watcher(last=after)
-            if after < self.rev:
-                catch_up = await in_thread(feed)(after, self.rev)
-                watcher.offer(catch_up, frames(catch_up))
+            seen = self.rev
+        watcher = Watcher(last=after)
+        if after < seen:
+            catch_up = await in_thread(feed)(after, seen)
+            watcher.offer(catch_up, frames(catch_up))
+        async with self.lock:
+            if max(after, seen) < self.rev:  # the hub moved on while the catch-up was read
+                meanwhile = await in_thread(feed)(max(after, seen), self.rev)
+                watcher.offer(meanwhile, frames(meanwhile))
             topic = self.topics.setdefault(key, Topic(key, feed, notice))
             topic.watchers.add(watcher)
             watcher.last = max(watcher.last, self.rev)

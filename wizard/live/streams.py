@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+import contextlib
+import hashlib
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from importlib import import_module
 from types import SimpleNamespace
@@ -20,6 +23,42 @@ from .hub import HUB
 
 KEEPALIVE_SECONDS = 15
 MAX_INVENTORY_IDS = 200
+
+
+class TooManyStreams(Exception):
+    """A stream refused by the caps (answered 429 with this sentence)."""
+
+
+@dataclass
+class Admission:
+    """Caps on open streams in this web process: per session (a person's tabs) and in all. One event loop per
+    process serves every stream, so plain counters suffice."""
+
+    total: int = 0
+    by_session: Counter[str] = field(default_factory=Counter)
+
+    @contextlib.contextmanager
+    def admit(self, session_key: str) -> Iterator[None]:
+        who = hashlib.sha256(session_key.encode()).hexdigest()
+        if self.by_session[who] >= settings.CARPWEB_STREAMS_PER_SESSION:
+            raise TooManyStreams(f"This session already follows {self.by_session[who]} pages live (the limit is "
+                                 f"CARPWEB_STREAMS_PER_SESSION={settings.CARPWEB_STREAMS_PER_SESSION}): close a tab.")
+        if self.total >= settings.CARPWEB_STREAMS_PER_PROCESS:
+            raise TooManyStreams("This web process follows as many live pages as it may "
+                                 f"(CARPWEB_STREAMS_PER_PROCESS={settings.CARPWEB_STREAMS_PER_PROCESS}); try again "
+                                 "shortly, or add web processes.")
+        self.total += 1
+        self.by_session[who] += 1
+        try:
+            yield
+        finally:
+            self.total -= 1
+            self.by_session[who] -= 1
+            if not self.by_session[who]:
+                del self.by_session[who]
+
+
+ADMISSION = Admission()
 
 
 @dataclass(frozen=True)
@@ -62,8 +101,10 @@ def topic_for(kind: str, pk: int | None, ids: frozenset[int], after: int) -> Top
     return None
 
 
-async def events(topic: Topic, after: int) -> AsyncIterator[str]:
-    """The stream's text: hello, then every change after `after` as it happens; ends after a run's end."""
+async def events(topic: Topic, after: int,
+                 still_allowed: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[str]:
+    """The stream's text: hello, then every change after `after` as it happens; ends after a run's end, or at a
+    keepalive once `still_allowed` says no (logged out, deactivated, no longer a viewer)."""
     yield hello()
     if topic.ended:
         yield frames([Event("end", "", None)])
@@ -74,6 +115,8 @@ async def events(topic: Topic, after: int) -> AsyncIterator[str]:
             try:
                 text = await asyncio.wait_for(watcher.queue.get(), timeout=KEEPALIVE_SECONDS)
             except TimeoutError:
+                if still_allowed is not None and not await still_allowed():
+                    break
                 yield KEEPALIVE
                 continue
             if text is None:

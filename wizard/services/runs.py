@@ -96,6 +96,7 @@ def run_execute(*, run_id: int, connector: Connector = ssh_connect) -> Run:
                  actor_name=executed.created_by_name)
     if executed.trigger == Run.Trigger.SCHEDULE:
         drift.record(executed, before)
+    audit.log_head("run finished")
     return executed
 
 
