@@ -347,8 +347,12 @@ def test_a_full_queue_sheds_the_session_and_says_so_instead_of_growing():
 
     follower = Follower(server.pk, lines, lambda s: Flood())  # type: ignore[arg-type,return-value]
     follower.start()
-    wait_until(lambda: sessions, limit=10)
+    wait_until(lambda: len(sessions) >= 2, limit=15)  # shed, then a new session: the writer never waits on it
     follower.halt()
     follower.join(10)
     got = [lines.get_nowait() for _ in range(lines.qsize())]
     assert len(got) == 3 and got[:3] == [("line", server.pk, f"line {i}") for i in range(3)]  # bounded, in order
+    from wizard.execution.collector import QUEUE_LINES
+
+    assert Collector(Callbacks(line=lambda s, line: None, trouble=lambda s, why, seconds: None, heard=lambda s: None,
+                               settle=lambda c, heard: True, nodes=dict)).lines.maxsize == QUEUE_LINES
