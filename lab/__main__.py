@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="build the lab (idempotent)")
     up.add_argument("--servers", type=int, default=2)
     up.add_argument("--key-store", metavar="DIR", help="reuse SSH keys kept here (made on first use)")
+    up.add_argument("--shell", action="append", default=[], metavar="HOST:USER=SHELL",
+                    help="a user's login shell, e.g. server-1:carpadm=/bin/csh (default: FreeBSD's: root /bin/csh "
+                         "up to 13.x, /bin/sh from 14.0)")
     up.add_argument("--version", action="append", default=[], metavar="HOST=VERSION",
                     help="FreeBSD version of a host: 14, 13 or 11.2 (default 14.3-RELEASE)")
     sub.add_parser("down", help="remove every namespace, process and file of the lab")
@@ -44,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(ns: argparse.Namespace, servers: int | None = None, versions: dict[str, str] | None = None) -> LabConfig:
+def _config(ns: argparse.Namespace, servers: int | None = None, versions: dict[str, str] | None = None,
+            shells: dict[str, str] | None = None) -> LabConfig:
     return LabConfig(name=ns.name, subnet=ns.subnet, gateway=ns.gateway, client=ns.client,
                      first_server=ns.first_server, base_port=ns.base_port, servers=servers or 2,
-                     versions=versions or {})
+                     versions=versions or {}, shells=shells or {})
 
 
 def _existing(ns: argparse.Namespace) -> Lab:
@@ -68,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("lab: cannot start: " + why, file=sys.stderr)
                 return 1
             versions = dict(v.split("=", 1) for v in ns.version)
-            hosts = Lab(_config(ns, ns.servers, versions)).up(key_store=ns.key_store)
+            shells = dict(v.split("=", 1) for v in ns.shell)
+            hosts = Lab(_config(ns, ns.servers, versions, shells)).up(key_store=ns.key_store)
             for h in hosts:
                 print("%-10s %-14s ssh -p %d -i %s root@127.0.0.1   %s" % (
                     h.name, h.address, h.ssh_port, h.user("root")["key_path"], h.host_key_fingerprint))

@@ -85,8 +85,9 @@ run(name)
 SESSION_SH = """#!/bin/sh
 { date -u +%Y-%m-%dT%H:%M:%S.%3NZ | tr -d '\\n'; printf ' %s ' "$USER"; \\
 printf '%s' "${SSH_ORIGINAL_COMMAND:-<interactive shell>}" | tr '\\n' ' '; echo; } >> "$1"
-if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"; fi
-exec /bin/sh -i
+shell=$(getent passwd "$USER" | cut -d: -f7); shell=${shell:-/bin/sh}
+if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec "$shell" -c "$SSH_ORIGINAL_COMMAND"; fi
+exec "$shell" -i
 """
 
 
@@ -105,7 +106,8 @@ def _compile(source: str, target: str, *defines: str) -> bool:
 
 
 def session_program(labdir: str) -> str:
-    """sshd's ForceCommand: logs each command to the log given as its argument, then runs it with /bin/sh."""
+    """sshd's ForceCommand: logs each command to the log given as its argument, then runs it with the user's login
+    shell from the host's passwd, as sshd does (`shell -c command`)."""
     return os.path.join(labdir, "libexec", "carplab-session")
 
 
@@ -164,7 +166,12 @@ def write_system_files(lab: Layout, spec: HostSpec) -> None:
             os.unlink(os.path.join(hd, "run", stale))
 
 
-def _accounts(hd: str) -> None:
+def write_accounts(lab: Layout, spec: HostSpec) -> None:
+    """/etc/passwd, shadow, group, sudoers and doas.conf; each user's login shell from the spec (shell_of)."""
+    _accounts(lab.hostdir(spec.name), spec)
+
+
+def _accounts(hd: str, spec: HostSpec) -> None:
     upper = os.path.join(hd, "etc.upper")
     with open("/etc/passwd") as f:
         passwd = [ln for ln in f.read().splitlines() if ln.split(":")[0] not in USERS]
@@ -174,7 +181,7 @@ def _accounts(hd: str) -> None:
         group = f.read().splitlines()
     for name, (uid, password, _) in USERS.items():
         home = "/root" if uid == 0 else os.path.join(hd, "home", name)
-        passwd.append("%s:x:%d:%d:carplab %s:%s:/bin/sh" % (name, uid, uid, name, home))
+        passwd.append("%s:x:%d:%d:carplab %s:%s:%s" % (name, uid, uid, name, home, spec.shell_of(name)))
         hashed = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True,
                                 text=True, check=True).stdout.strip()
         shadow.append("%s:%s:19000:0:99999:7:::" % (name, hashed))
@@ -203,8 +210,8 @@ def write_host_tree(lab: Layout, spec: HostSpec) -> None:
         os.makedirs(os.path.join(hd, sub), exist_ok=True)
     os.chmod(os.path.join(lab.dir, "hosts"), 0o755)
     os.chmod(hd, 0o755)
-    _write_identity(lab, spec)
-    _accounts(hd)
+    write_identity(lab, spec)
+    _accounts(hd, spec)
     write_system_files(lab, spec)
     write_faults(hd, linux=False)
     _write(os.path.join(hd, "commands.log"), "", 0o666)
@@ -215,7 +222,7 @@ def write_host_tree(lab: Layout, spec: HostSpec) -> None:
     _write_carp_hooks(hd)
 
 
-def _write_identity(lab: Layout, spec: HostSpec) -> None:
+def write_identity(lab: Layout, spec: HostSpec) -> None:
     hd = lab.hostdir(spec.name)
     cfg = {"name": spec.name, "address": spec.address, "prefix": lab.config.network.prefixlen,
            "subnet": lab.config.subnet, "gateway": lab.config.gateway, "iface": "em0",

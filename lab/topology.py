@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,15 @@ class HostSpec:
     address: str
     ssh_port: int
     version: str = DEFAULT_VERSION
+    shells: tuple[tuple[str, str], ...] = ()  # (user, login shell) set by hand; others get FreeBSD's defaults
+
+    def shell_of(self, user: str) -> str:
+        """The login shell in the host's passwd: as set, else FreeBSD's default for the release: root's was
+        /bin/csh (tcsh) up to 13.x, /bin/sh from 14.0 (FreeBSD commit d410b585b6f); other users /bin/sh."""
+        chosen = dict(self.shells).get(user)
+        if chosen:
+            return chosen
+        return "/bin/csh" if user == "root" and int(self.version.split(".")[0]) < 14 else "/bin/sh"
 
 
 @dataclass
@@ -37,6 +47,7 @@ class LabConfig:
     server_prefix: str = "server-"
     base_port: int = 22000
     versions: dict[str, str] = field(default_factory=dict)  # host name -> version or major
+    shells: dict[str, str] = field(default_factory=dict)  # "host:user" -> login shell (default: FreeBSD's)
     root_dir: str = field(default_factory=lambda: os.environ.get("CARPWEB_LAB_DIR", "/run/carpweb-lab"))
 
     def __post_init__(self) -> None:
@@ -60,7 +71,14 @@ class LabConfig:
         wanted = self.versions.get(name, DEFAULT_VERSION)
         return VERSIONS.get(wanted, wanted)
 
+    def _shells(self, name: str) -> tuple[tuple[str, str], ...]:
+        return tuple((key.split(":", 1)[1], shell) for key, shell in sorted(self.shells.items())
+                     if key.split(":", 1)[0] == name)
+
     def hosts(self) -> list[HostSpec]:
+        return [dataclasses.replace(h, shells=self._shells(h.name)) for h in self._hosts()]
+
+    def _hosts(self) -> list[HostSpec]:
         net = self.network
         reserved = {self.gateway, self.client}
         hosts = [HostSpec("gateway", "gateway", self.gateway, self.port_for(self.gateway), self._version("gateway")),

@@ -8,6 +8,7 @@ directly inside namespaces, and every lab address lives in a host's namespace.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -378,12 +379,24 @@ class Lab:
         self.exec(host, ["carplab", "boot"], check=True)
 
     def reset_host(self, host: str) -> None:
-        """Back to a fresh install: faults cleared, files as first written, carp unloaded."""
+        """Back to a fresh install: faults cleared, files as first written, carp unloaded, the release and login
+        shells as configured."""
         self.fault(host, "clear")
         self.exec(host, ["carplab", "halt"], check=True)
         self.exec(host, ["rm", "-rf", *files.INSTALLED_LATER], check=True)
+        self.reinstall(host)
         files.write_system_files(self.layout, self._spec(host))
         self.clear_log(host)
+
+    def reinstall(self, host: str, version: str | None = None, shells: dict[str, str] | None = None) -> None:
+        """The host as if another FreeBSD release were installed on it (uname, ifconfig's dialect, root's login
+        shell), and with these users' login shells (e.g. {"carpadm": "/bin/csh"}); nothing else changes."""
+        spec = self._spec(host)
+        if version is not None or shells:
+            spec = dataclasses.replace(spec, version=version or spec.version,
+                                       shells=tuple((shells or {}).items()))
+        files.write_identity(self.layout, spec)
+        files.write_accounts(self.layout, spec)
 
     # -- faults ---------------------------------------------------------------------------------
     def fault(self, host: str, kind: str, *args: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from wizard.carp.facts import CommandResult, batch_output, batch_parts
 from wizard.models import Server
-from wizard.ssh import SSHError
+from wizard.ssh import SSHError, exec_request
 
 IFCONFIG = """{iface}: flags=1008843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST,LOWER_UP> metric 0 mtu 1500
 \tinet {address} netmask 0xffffff00 broadcast 192.0.2.255
@@ -105,7 +105,8 @@ class FakeHost:
             return CommandResult(0, "", "")
         if command.startswith("mkdir -p ") and "$(mktemp " in command:  # a whole file, written atomically
             words = shlex.split(command)
-            self.files[words[-1]] = words[words.index("printf") + 2]
+            escaped = words[words.index("printf") + 2]  # printf '%b' TEXT, TEXT's backslashes and newlines escaped
+            self.files[words[-1]] = re.sub(r"\\([\\n])", lambda m: "\n" if m.group(1) == "n" else "\\", escaped)
             return CommandResult(0, "", "")
         if words[:2] == ["rm", "-f"]:
             self.files.pop(words[2], None)
@@ -215,6 +216,7 @@ class FakeConnection:
 
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None,
             on_line: Callable[[str], None] | None = None) -> CommandResult:
+        exec_request("fake", command, "root")  # what the real transport sends: one line, or it refuses
         result = answer_batch(command, lambda one: self._one(one, stdin, None))
         if result is None:
             return self._one(command, stdin, on_line)
@@ -292,6 +294,9 @@ class FakeWorld:
         return [c for c, _ in self.hosts[host].sent]
 
 
+REFUSED = "(refused: not one line)"  # a RecordingTransport's mark for a command the real transport would not send
+
+
 class RecordingTransport:
     """Records every command and its stdin; answers 'nothing there' (exit 1, no output) unless told otherwise."""
 
@@ -301,6 +306,11 @@ class RecordingTransport:
 
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None,
             on_line: Callable[[str], None] | None = None) -> CommandResult:
+        try:
+            exec_request("fake", command, "root")  # one line, or the real transport would refuse it
+        except SSHError:
+            self.sent.append((command, REFUSED))
+            raise
         return answer_batch(command, lambda one: self.run(one, stdin)) or self._record(command, stdin)
 
     def _record(self, command: str, stdin: str | None) -> CommandResult:

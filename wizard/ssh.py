@@ -10,7 +10,6 @@ import base64
 import hashlib
 import io
 import select
-import shlex
 import socket
 import time
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 import paramiko
 
 from .carp.facts import CommandResult
+from .carp.shell import remote_command
 
 KEY_CLASSES: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
@@ -164,6 +164,16 @@ def load_private_key(text: str, name: str = "server") -> paramiko.PKey:
     raise SSHError("auth", f"{name}: the private key is not a valid OpenSSH, PEM RSA, ECDSA or Ed25519 key.")
 
 
+def exec_request(name: str, command: str, privilege: str) -> str:
+    """The exec request for a command, or SSHError when it cannot be sent as it is (a line break: csh could not
+    read it, so nothing is sent)."""
+    try:
+        return remote_command(command, privilege)
+    except ValueError as e:
+        raise SSHError("command", f"{name}: {e}; nothing was sent. A value with a line break reached a "
+                       "command: correct it in the cluster's settings.") from None
+
+
 class Connection:
     """One SSH connection to one server for the length of a run."""
 
@@ -209,12 +219,9 @@ class Connection:
                            "sshd may be hung or overloaded: check it on the server's console.") from None
 
     def wrap(self, command: str) -> str:
-        """Run as root: as is for root, otherwise through sudo -n or doas -n (never a prompt)."""
-        if self.ep.privilege == "sudo":
-            return "sudo -n sh -c " + shlex.quote(command)
-        if self.ep.privilege == "doas":
-            return "doas -n sh -c " + shlex.quote(command)
-        return command
+        """Run as root under sh, whatever the login shell (csh on FreeBSD < 14): `sh -c`, behind sudo -n or
+        doas -n (never a prompt) unless the login is root's."""
+        return exec_request(self.ep.name, command, self.ep.privilege)
 
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None,
             on_line: Callable[[str], None] | None = None) -> CommandResult:

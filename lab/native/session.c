@@ -1,9 +1,11 @@
-/* The lab's SSH session wrapper (sshd's ForceCommand): log the command, then run it with /bin/sh, root's shell
- * on FreeBSD. One line per command in LOG: `<UTC time with ms> <user> <command, newlines as spaces>`.
+/* The lab's SSH session wrapper (sshd's ForceCommand): log the command, then run it as sshd runs an exec request,
+ * with the user's login shell from the host's passwd (`shell -c command`): /bin/csh for root up to FreeBSD 13.x.
+ * One line per command in LOG: `<UTC time with ms> <user> <command, newlines as spaces>`.
  * It replaced a shell script whose date and tr cost three processes per command.
  *     session LOG
  */
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +38,10 @@ int main(int argc, char **argv) {
             free(line);
         }
     }
-    if (command && *command) execl("/bin/sh", "/bin/sh", "-c", command, (char *)NULL);
-    else execl("/bin/sh", "/bin/sh", "-i", (char *)NULL);
-    perror("session: /bin/sh");
+    struct passwd *pw = user ? getpwnam(user) : NULL;
+    const char *shell = pw && pw->pw_shell && *pw->pw_shell ? pw->pw_shell : "/bin/sh";
+    if (command && *command) execl(shell, shell, "-c", command, (char *)NULL);
+    else execl(shell, shell, "-i", (char *)NULL);
+    perror(shell);
     return 127;
 }

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fakes import RecordingTransport
+from tests.fakes import REFUSED, RecordingTransport
 from wizard import services
 from wizard.carp import cluster as carp_cluster
 from wizard.carp.facts import CommandResult
@@ -27,8 +27,11 @@ from wizard.plan import CLUSTER_ROWS, PHASE_STEPS, ClusterOp, plan_for, targets
 pytestmark = pytest.mark.django_db
 PASSWORD = "Pw.With-Odd:Chars=1"
 REVIEW = "(shown on Review, not sent)"
-HOSTILE = st.one_of(st.text(min_size=1, max_size=40), st.sampled_from([
-    "em0; reboot", "$(id)", "`id`", "em0\nid", "a'b", '"quoted"', "x && rm -rf /", "*", "~root", "-rf", "🙂"]))
+# Line breaks are the one thing no quoting carries to a csh login shell: the transport refuses those commands
+# whole (test_a_line_break_is_never_sent); every other value must keep each command's shell words.
+HOSTILE = st.one_of(st.text(min_size=1, max_size=40).filter(lambda t: "\n" not in t and "\r" not in t),
+                    st.sampled_from(["em0; reboot", "$(id)", "`id`", "a'b", '"quoted"', "x && rm -rf /", "*", "~root",
+                                     "-rf", "🙂", "!!", "a!b"]))
 
 
 class MemoryRecorder(Recorder):
@@ -41,6 +44,10 @@ class MemoryRecorder(Recorder):
 
 @pytest.fixture
 def cluster():
+    return make_cluster()
+
+
+def make_cluster():
     c = services.cluster_save(cluster=None, data={"name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
                                                   "vip": "192.0.2.100", "interface": "em0"}, carp_password=PASSWORD)
     services.servers_save(cluster=c, rows=[
@@ -155,3 +162,12 @@ def test_long_lines_and_endless_lines_are_cut():
     lines.feed(b"zz\nnext\n")
     lines.close()
     assert got == ["short", "xxxxxxxxxx [line cut]", "next"]
+
+
+def test_a_line_break_is_never_sent(cluster):
+    """A hostile VIP with a line break, pushed past validation: each command carrying it is refused by the
+    transport, recorded as not sent, and the step fails with a sentence."""
+    sent = _commands(cluster, "em0", "192.0.2.100\nreboot")
+    refused = [c for c, stdin in sent if stdin == REFUSED]
+    assert refused and all("\n" in c for c in refused)
+    assert not [c for c, stdin in sent if stdin not in (REFUSED, REVIEW) and "\n" in c]

@@ -48,7 +48,7 @@ def test_health_needs_no_login_and_tells_anonymous_callers_only_ok_or_failing(cl
     assert body == {"healthy": True, "database": "ok", "broker": "ok", "workers": body["workers"]}
     assert isinstance(body["workers"], int) and body["workers"] >= 1  # how many, never their host names
     viewer = User.objects.create_user("v", password="pw-for-tests-1")
-    viewer.groups.set([Group.objects.get(name="viewer")])
+    viewer.groups.set([Group.objects.get_or_create(name="viewer")[0]])
     client.force_login(viewer)
     assert set(client.get("/health/").json()) == set(body)  # a viewer is no admin: the same
     client.force_login(User.objects.create_superuser("admin", password="pw-for-tests"))

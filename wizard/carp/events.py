@@ -14,6 +14,7 @@ from typing import Any
 
 from . import facts
 from .facts import CommandResult, q
+from .shell import printf_text
 from .steps import Change, Outcome, Phase, Step, Target, ok
 
 SCRIPT = "/usr/local/libexec/carpweb-carp-event"
@@ -71,7 +72,7 @@ FILES = {SCRIPT: (SCRIPT_TEXT, "755"), ROTATION: (ROTATION_TEXT, "644"), RULE: (
 def write_file(path: str, text: str, mode: str) -> str:
     """Write a whole file atomically (a temporary file, then rename), creating its directory."""
     directory = path.rsplit("/", 1)[0]
-    return (f"mkdir -p {q(directory)} && t=$(mktemp {q(path)}.XXXXXX) && printf '%s' {q(text)} > \"$t\" && "
+    return (f"mkdir -p {q(directory)} && t=$(mktemp {q(path)}.XXXXXX) && printf {printf_text(text)} > \"$t\" && "
             f"chmod {mode} \"$t\" && mv \"$t\" {q(path)}")
 
 

@@ -313,18 +313,19 @@ def read_all(facts: list[Fact[Any]], results: list[CommandResult]) -> list[Any]:
 # -- several reads in one command -------------------------------------------------------------------
 BOUNDARY = re.compile(r"^[0-9a-f]{16,64}$")
 _BATCH_PART = re.compile(r"printf '%s\\n' '(?P<b>[0-9a-f]+) (?P<i>\d+)'; printf '%s\\n' '(?P=b) (?P=i)' >&2; "
-                         r"\{ (?P<command>.*?)\n\} </dev/null; c=\$\?; ", re.S)
+                         r"\{ (?P<command>.*?) ; \} </dev/null; c=\$\?; ", re.S)
 
 
 def batch_command(commands: list[str], boundary: str) -> str:
     """Several reads in one exec, one SSH round trip instead of one each. Each command runs in turn with no
     stdin, its stdout and stderr framed by `boundary` lines (stdout's closing line carries its exit status),
-    so every result comes back whole and apart. The boundary is random per batch (hex, so it needs no quoting);
-    no output of these reads contains it but by a 1 in 2**64 chance."""
+    so every result comes back whole and apart, on one line (carp.shell: csh cannot quote a newline). The boundary
+    is random per batch (hex, so it needs no quoting); no output of these reads contains it but by a 1 in 2**64
+    chance."""
     if not BOUNDARY.match(boundary):
         raise ValueError("a batch boundary is 16 to 64 lowercase hex digits")
-    return "\n".join(
-        f"printf '%s\\n' '{boundary} {i}'; printf '%s\\n' '{boundary} {i}' >&2; {{ {command}\n}} </dev/null; "
+    return "; ".join(
+        f"printf '%s\\n' '{boundary} {i}'; printf '%s\\n' '{boundary} {i}' >&2; {{ {command} ; }} </dev/null; "
         f"c=$?; printf '\\n%s %s\\n' '{boundary} {i} end' \"$c\"; printf '\\n%s\\n' '{boundary} {i} end' >&2"
         for i, command in enumerate(commands))
 
