@@ -141,6 +141,13 @@ def install_emulator(labdir: str) -> None:
     os.chmod(labdir, 0o755)
 
 
+def speaker_daemon(labdir: str) -> list[str]:
+    """The command that runs one host's carp(4) speaker (lab/freebsd/speaker.py, inside the host's namespaces)."""
+    emu = os.path.join(labdir, "emu")
+    return [_python(), "-IS", "-c", "import sys; sys.path.insert(0, %r); from freebsd.speaker import main; main()"
+            % emu]
+
+
 def emulator_daemon(labdir: str) -> list[str]:
     """The command that runs one host's emulator daemon (inside the host's namespaces)."""
     return [_python(), "-IS", os.path.join(labdir, "emu", "freebsd", "zygote.py")]
@@ -226,7 +233,7 @@ def write_identity(lab: Layout, spec: HostSpec) -> None:
     hd = lab.hostdir(spec.name)
     cfg = {"name": spec.name, "address": spec.address, "prefix": lab.config.network.prefixlen,
            "subnet": lab.config.subnet, "gateway": lab.config.gateway, "iface": "em0",
-           "version": spec.version, "hostdir": hd}
+           "version": spec.version, "hostdir": hd, "speaker": lab.config.speaker}
     _write(os.path.join(hd, "host.json"), json.dumps(cfg))
     _write(os.path.join(hd, "etc.upper", "carplab", "host.json"), json.dumps(cfg))
     _write(os.path.join(hd, "etc.upper", "hostname"), spec.name + "\n")

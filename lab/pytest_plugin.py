@@ -13,6 +13,7 @@ from .topology import LabConfig
 from .world import Lab, lab_available
 
 TEST_LAB = LabConfig(name="carptest", base_port=23000)
+NATIVE_LAB = LabConfig(name="carpnat", base_port=24000, speaker="native")
 
 
 def require_lab() -> None:
@@ -31,6 +32,25 @@ def lab() -> Iterator[Lab]:
     world.up()
     yield world
     world.down()
+
+
+@pytest.fixture(scope="session")
+def native_lab(lab: Lab) -> Iterator[Lab]:
+    """A lab whose CARP speaker is the lab's own (speaker.py): the session lab when it already is."""
+    if lab.config.speaker == "native":
+        yield lab
+        return
+    world = Lab(NATIVE_LAB)
+    world.up()
+    yield world
+    world.down()
+
+
+@pytest.fixture
+def fresh_native_lab(native_lab: Lab) -> Lab:
+    for info in native_lab.status():
+        native_lab.reset_host(info.name)
+    return native_lab
 
 
 @pytest.fixture

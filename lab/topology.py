@@ -48,6 +48,8 @@ class LabConfig:
     base_port: int = 22000
     versions: dict[str, str] = field(default_factory=dict)  # host name -> version or major
     shells: dict[str, str] = field(default_factory=dict)  # "host:user" -> login shell (default: FreeBSD's)
+    # CARP on the segment: "native" (lab/freebsd/speaker.py, after ip_carp.c) or "ucarp" (Debian's ucarp)
+    speaker: str = field(default_factory=lambda: os.environ.get("CARPLAB_SPEAKER", "ucarp"))
     root_dir: str = field(default_factory=lambda: os.environ.get("CARPWEB_LAB_DIR", "/run/carpweb-lab"))
 
     def __post_init__(self) -> None:
@@ -55,6 +57,8 @@ class LabConfig:
             raise ValueError("a lab has 1 to 200 servers")
         if len(self.name) > 8 or not self.name.replace("-", "").isalnum():
             raise ValueError("lab name: up to 8 letters, digits or dashes")
+        if self.speaker not in ("native", "ucarp"):
+            raise ValueError("lab speaker: native or ucarp")
 
     @property
     def dir(self) -> str:

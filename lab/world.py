@@ -196,6 +196,8 @@ class Lab:
             time.sleep(0.01)
         info = {"holder": self._holder_pid(holder.pid), "holder_group": holder.pid, "ns": ns}
         info["emu"] = self._start_emulator(spec, info)
+        if self.config.speaker == "native":
+            info["speaker"] = self._start_speaker(spec, info)
         info["sshd"] = self._start_sshd(spec, info)
         info["relay"] = self._start_relay(spec)
         return info
@@ -230,6 +232,24 @@ class Lab:
             time.sleep(0.01)
         raise LabError("host %s: the emulator did not start listening" % spec.name)
 
+    def _start_speaker(self, spec: HostSpec, info: dict[str, Any]) -> int:
+        """The host's carp(4) speaker (lab/freebsd/speaker.py): idle until a vhid is configured."""
+        hd = self.hostdir(spec.name)
+        pidfile = os.path.join(hd, "run", "speaker.pid")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pidfile)
+        proc = subprocess.Popen([*self._enter(info), *files.speaker_daemon(self.dir)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(hd, "speaker.log"), "a"),
+                                start_new_session=True)
+        for _ in range(500):
+            if os.path.exists(pidfile):
+                return proc.pid
+            if proc.poll() is not None:
+                with open(os.path.join(hd, "speaker.log")) as f:
+                    raise LabError("host %s: the CARP speaker exited: %s" % (spec.name, f.read()[-2000:]))
+            time.sleep(0.01)
+        raise LabError("host %s: the CARP speaker did not start" % spec.name)
+
     def stop_emulator(self, host: str) -> None:
         """Stop one host's emulator daemon: its commands then start the emulator themselves (the slow path)."""
         kill_group(self._info(host).get("emu", 0))
@@ -242,6 +262,10 @@ class Lab:
             if info.get("emu"):
                 kill_group(info["emu"])
             info["emu"] = self._start_emulator(spec, info)
+            if info.get("speaker"):
+                kill_group(info["speaker"])
+            if self.config.speaker == "native":
+                info["speaker"] = self._start_speaker(spec, info)
         self._save(state)
 
     def _start_sshd(self, spec: HostSpec, info: dict[str, Any]) -> int:

@@ -1,7 +1,10 @@
-"""Real CARP for the emulated hosts: one ucarp process per vhid, driven by the emulated kernel state.
+"""Real CARP for the emulated hosts, driven by the emulated kernel state, with one of two speakers:
 
-FreeBSD's carp(4) runs in the kernel; here ucarp speaks the protocol on the lab segment, and its
-up/down scripts add or remove the VIP and record MASTER/BACKUP for ``ifconfig`` to show.
+- native (the host's `cfg["speaker"]`): the lab's own carp(4) speaker (speaker.py), one daemon per host for all
+  its vhids; the kernel state marks each vhid active or not and the daemon is told (SIGHUP) to read it again, so
+  a change of advskew, advbase or demotion takes effect at the next advertisement without a restart;
+- ucarp: one ucarp process per vhid, restarted on every change; its up/down scripts add or remove the VIP and
+  record MASTER/BACKUP for ``ifconfig`` to show.
 """
 
 from __future__ import annotations
@@ -43,9 +46,21 @@ def effective_skew(state: dict[str, Any], vhid: str) -> int:
     return max(0, min(skew, CARP_MAXSKEW))
 
 
+def native(host: Host) -> bool:
+    return host.cfg.get("speaker") == "native"
+
+
+def _notify(host: Host) -> None:
+    """Tell the host's speaker to read the kernel state again (it waits for the state's lock, so it reads the
+    change whole once the command that made it has saved it)."""
+    with contextlib.suppress(OSError, ValueError), open(os.path.join(host.dir, "run", "speaker.pid")) as f:
+        os.kill(int(f.read().strip()), signal.SIGHUP)
+
+
 def status(host: Host, state: dict[str, Any], vhid: str) -> str:
     entry = state["vhids"][vhid]
-    if not link_up(host) or not _alive(entry.get("pid", 0), vhid):
+    running = entry.get("active") if native(host) else _alive(entry.get("pid", 0), vhid)
+    if not link_up(host) or not running:
         return "INIT"
     try:
         with open(os.path.join(host.dir, "run", "vhid%s.state" % vhid)) as f:
@@ -57,6 +72,12 @@ def status(host: Host, state: dict[str, Any], vhid: str) -> str:
 def stop(host: Host, state: dict[str, Any], vhid: str, why: str = "") -> None:
     """Stop the vhid's speaker: for good (`why` says why: the vhid goes INIT) or to start it again at once."""
     entry = state["vhids"].get(vhid, {})
+    if native(host):
+        if why:
+            entry["active"] = False
+            transition(host, vhid, "INIT", why)
+            _notify(host)
+        return
     pid = entry.get("pid", 0)
     if why:  # ucarp's shutdown hook would report BACKUP first; carp(4) goes straight to INIT
         with open(_stopped_path(host, vhid), "w") as f:
@@ -113,7 +134,15 @@ def transition(host: Host, vhid: str, new: str, reason: str) -> None:
 
 
 def start(host: Host, state: dict[str, Any], vhid: str) -> None:
-    """(Re)start the speaker for a vhid with the current advbase, skew, password and preempt."""
+    """(Re)start the speaker for a vhid with the current advbase, skew, password and preempt (the native speaker
+    is only told to read them again)."""
+    if native(host):
+        entry = state["vhids"][vhid]
+        entry["active"] = True
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_stopped_path(host, vhid))
+        _notify(host)
+        return
     stop(host, state, vhid)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_stopped_path(host, vhid))
@@ -126,8 +155,8 @@ def start(host: Host, state: dict[str, Any], vhid: str) -> None:
     passfile = os.path.join(run, "vhid%s.pass" % vhid)
     fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        # ucarp keeps a NUL inside its 20-byte key, so it takes at most 19 bytes where FreeBSD takes 20;
-        # every lab node cuts the same way, so elections still agree.
+        # ucarp keeps a NUL inside its 20-byte key, as FreeBSD's ifconfig does (strlcpy into CARP_KEY_LEN):
+        # both use at most 19 bytes of the password.
         f.write((entry.get("pass") or "").encode()[:19].decode("utf-8", "ignore"))
     transition(host, vhid, "BACKUP", "initialization complete")  # nothing when it was BACKUP already
     argv = [
@@ -158,6 +187,13 @@ def restart_all(host: Host, state: dict[str, Any]) -> None:
 def stop_all(host: Host, state: dict[str, Any], why: str) -> None:
     for vhid in list(state["vhids"]):
         stop(host, state, vhid, why)
+
+
+def force(host: Host, state: dict[str, Any], vhid: str, wanted: str) -> None:
+    """``ifconfig IF vhid N state backup|master``: the native speaker applies it once, as carp_ioctl does."""
+    entry = state["vhids"][vhid]
+    entry["force"], entry["force_seq"] = wanted, int(entry.get("force_seq", 0)) + 1
+    _notify(host)
 
 
 def force_backup(state: dict[str, Any], vhid: str) -> None:

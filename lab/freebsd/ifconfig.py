@@ -31,7 +31,7 @@ def _mac(host: Host) -> str:
         return "00:00:00:00:00:00"
 
 
-def show(host: Host, name: str) -> None:
+def show(host: Host, name: str, keys: bool = False) -> None:
     if name == "lo0":
         out("lo0: flags=1008049<UP,LOOPBACK,RUNNING,MULTICAST,LOWER_UP> metric 0 mtu 16384")
         out("\toptions=680003<RXCSUM,TXCSUM,LINKSTATE,RXCSUM_IPV6,TXCSUM_IPV6>")
@@ -60,10 +60,14 @@ def show(host: Host, name: str) -> None:
             out(_inet_line(a, int(prefix), vhid))
     for vhid in vhids:
         entry = state["vhids"][vhid]
-        out("\tcarp: %s vhid %s advbase %d advskew %d" % (carp.status(host, state, vhid), vhid,
-                                                         entry["advbase"], entry["advskew"]))
+        line = "\tcarp: %s vhid %s advbase %d advskew %d" % (carp.status(host, state, vhid), vhid,
+                                                           entry["advbase"], entry["advskew"])
+        # carp_status: `-k` adds the key, which the kernel hands only to root (SIOCGVH's priv_check).
+        if keys and is_root() and entry.get("pass"):
+            line += ' key "%s"' % entry["pass"]
+        out(line)
         if host.major >= 14:
-            out("\t      peer 224.0.0.18 peer6 ff02::12")
+            out("\t      peer %s peer6 %s" % (entry.get("peer") or "224.0.0.18", entry.get("peer6") or "ff02::12"))
     out("\tmedia: Ethernet autoselect (1000baseT <full-duplex>)" if up else "\tmedia: Ethernet autoselect")
     out("\tstatus: %s" % ("active" if up else "no carrier"))
     out("\tnd6 options=29<PERFORMNUD,IFDISABLED,AUTO_LINKLOCAL>")
@@ -88,9 +92,12 @@ def ifconfig(host: Host, argv: list[str]) -> int:
     if argv == ["-l"]:
         out(" ".join(names))
         return 0
+    keys = bool(argv) and argv[0] == "-k"
+    if keys:
+        argv = argv[1:]
     if not argv or argv == ["-a"]:
         for name in names:
-            show(host, name)
+            show(host, name, keys)
         return 0
     name, args = argv[0], argv[1:]
     if name.startswith("-"):
@@ -100,7 +107,7 @@ def ifconfig(host: Host, argv: list[str]) -> int:
         err("ifconfig: interface %s does not exist" % name)
         return 1
     if not args:
-        show(host, name)
+        show(host, name, keys)
         return 0
     return configure(host, name, args)
 
@@ -112,9 +119,11 @@ def _int(text: str) -> int:
         return -1
 
 
-def _parse_request(args: list[str]) -> tuple[dict[str, Any], str | None]:
-    """ifconfig's words after the interface -> the request, or an error message."""
+def _parse_request(args: list[str], major: int = 14) -> tuple[dict[str, Any], str | None]:
+    """ifconfig's words after the interface -> the request, or an error message. `peer`, `peer6`, `mcast` and
+    `mcast6` exist from FreeBSD 14.0 on; before, they are taken for an address, as ifconfig does."""
     req: dict[str, Any] = {"alias": True}
+    unicast = major >= 14
     netmask = None
     i = 0
     while i < len(args):
@@ -124,6 +133,20 @@ def _parse_request(args: list[str]) -> tuple[dict[str, Any], str | None]:
             req["alias"] = tok in ("alias", "add")
         elif tok in ("up", "down"):
             req["link"] = tok
+        elif unicast and tok in ("peer", "peer6"):
+            if nxt is None:
+                return req, "ifconfig: '%s' requires argument" % tok
+            try:
+                ip = ipaddress.ip_address(nxt)
+            except ValueError:
+                return req, ("ifconfig: Invalid IPv6 address %s" % nxt if tok == "peer6" else
+                             "ifconfig: %s: bad value" % nxt)
+            if (ip.version == 6) != (tok == "peer6"):
+                return req, "ifconfig: %s: bad value" % nxt
+            req[tok] = str(ip)
+            i += 1
+        elif unicast and tok in ("mcast", "mcast6"):
+            req["peer" if tok == "mcast" else "peer6"] = "224.0.0.18" if tok == "mcast" else "ff02::12"
         elif tok in ("vhid", "advskew", "advbase", "pass", "state", "netmask"):
             if nxt is None:
                 return req, "ifconfig: '%s' requires argument" % tok
@@ -160,7 +183,7 @@ def _check_request(req: dict[str, Any]) -> str | None:
 
 
 def configure(host: Host, name: str, args: list[str]) -> int:
-    req, error = _parse_request(args)
+    req, error = _parse_request(args, host.major)
     error = error or _check_request(req)
     if error:
         err(error)
@@ -211,19 +234,26 @@ def _configure_vhid(host: Host, req: dict[str, Any]) -> int:
         changed = entry.get("advskew") != advskew or entry.get("advbase") != advbase
         entry["advskew"], entry["advbase"] = advskew, advbase
         if "pass" in req:
-            # CARP_KEY_LEN is 20: the kernel keeps the first 20 bytes and drops the rest silently.
-            new_pass = req["pass"].encode()[:20].decode("utf-8", "ignore")
+            # ifconfig copies the password with strlcpy into CARP_KEY_LEN (20) bytes: the first 19 are kept.
+            new_pass = req["pass"].encode()[:19].decode("utf-8", "ignore")
             changed |= entry["pass"] != new_pass
             entry["pass"] = new_pass
+        for word in ("peer", "peer6"):
+            if word in req:
+                changed |= entry.get(word) != req[word]
+                entry[word] = req[word]
         if "addr" in req:
             others = [a for a in entry["addrs"] if a.split("/")[0] != req["addr"].split("/")[0]]
             changed |= len(others) == len(entry["addrs"])
             entry["addrs"] = others + [req["addr"]]
-        if changed or not entry.get("pid"):
+        if changed or not (entry.get("active") if carp.native(host) else entry.get("pid")):
             carp.start(host, state, vhid)
-        if req.get("state", "").lower() == "backup":
+        wanted = req.get("state", "").lower()
+        if wanted and carp.native(host):
+            carp.force(host, state, vhid, wanted)
+        elif wanted == "backup":
             carp.force_backup(state, vhid)
-        elif req.get("state", "").lower() == "master":
+        elif wanted == "master":
             carp.start(host, state, vhid)
     return 0
 
