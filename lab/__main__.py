@@ -18,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="carplab", help="lab name (namespace prefix), default carplab")
     p.add_argument("--base-port", type=int, default=22000, help="127.0.0.1 port = base + host offset in subnet")
     p.add_argument("--subnet", default="192.0.2.0/24")
+    p.add_argument("--subnet6", default="2001:db8::/64", help="the lab segment's IPv6 prefix (documentation range)")
     p.add_argument("--gateway", default="192.0.2.1")
     p.add_argument("--client", default="192.0.2.50")
     p.add_argument("--first-server", default="192.0.2.11")
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(ns: argparse.Namespace, servers: int | None = None, versions: dict[str, str] | None = None,
             shells: dict[str, str] | None = None) -> LabConfig:
-    return LabConfig(name=ns.name, subnet=ns.subnet, gateway=ns.gateway, client=ns.client,
+    return LabConfig(name=ns.name, subnet=ns.subnet, subnet6=ns.subnet6, gateway=ns.gateway, client=ns.client,
                      first_server=ns.first_server, base_port=ns.base_port, servers=servers or 2,
                      versions=versions or {}, shells=shells or {})
 

@@ -18,7 +18,7 @@ from .proc import LabError, alive, kill_group, sh
 from .topology import HostSpec, LabConfig
 
 FAULT_KINDS = ("link-down", "link-up", "sshd-stop", "sshd-start", "sshd-hang", "hostkey-change",
-               "netem", "rogue-carp", "linux", "flood", "clear")
+               "netem", "rogue-carp", "linux", "flood", "multicast-off", "clear")
 
 
 class Lab(Protocol):
@@ -87,6 +87,8 @@ def apply(lab: Lab, host: str, kind: str, *args: str) -> None:
         _rogue(lab, host, spec, info, args)
     elif kind == "linux":
         files.write_faults(hd, linux=True)
+    elif kind == "multicast-off":  # the switch stops flooding multicast to this host (IGMP snooping, a cloud)
+        _multicast(lab, info, on=False)
     elif kind == "flood":  # a hostile node: COMMAND prints MEGABYTES of lines, then one line that never ends
         files.write_faults(hd, flood=[args[0] if args else "uname", int(args[1]) if len(args) > 1 else 200])
     elif kind == "clear":
@@ -113,8 +115,15 @@ def _rogue(lab: Lab, host: str, spec: HostSpec, info: dict[str, Any], args: tupl
         stderr=open(os.path.join(hd, "run", "rogue.log"), "a"), start_new_session=True)
     lab._update(host, rogue=rogue.pid)
 
+def _multicast(lab: Lab, info: dict[str, Any], on: bool) -> None:
+    if info.get("port"):
+        sh("ip", "netns", "exec", lab.layout.switch_ns, "bridge", "link", "set", "dev", info["port"], "mcast_flood",
+           "on" if on else "off", check=False)
+
+
 def _clear(lab: Lab, host: str, spec: HostSpec) -> None:
     info = lab._info(host)
+    _multicast(lab, info, on=True)
     hd = lab.hostdir(host)
     sh("ip", "netns", "exec", lab.ns(host), "tc", "qdisc", "del", "dev", "em0", "root", check=False)
     with contextlib.suppress(FileNotFoundError):
@@ -124,6 +133,8 @@ def _clear(lab: Lab, host: str, spec: HostSpec) -> None:
         lab.exec(host, ["ip", "addr", "flush", "dev", "em0", "scope", "global"])
         lab.exec(host, ["ip", "addr", "add", "%s/%d" % (spec.address, lab.config.network.prefixlen),
                          "dev", "em0"])
+        lab.exec(host, ["ip", "addr", "add", "%s/%d" % (spec.address6, lab.config.prefixlen6), "dev", "em0",
+                         "nodad"])
         if spec.role != "gateway":
             lab.exec(host, ["ip", "route", "replace", "default", "via", lab.config.gateway])
         lab._update(host, rogue=0)

@@ -233,7 +233,8 @@ def write_identity(lab: Layout, spec: HostSpec) -> None:
     hd = lab.hostdir(spec.name)
     cfg = {"name": spec.name, "address": spec.address, "prefix": lab.config.network.prefixlen,
            "subnet": lab.config.subnet, "gateway": lab.config.gateway, "iface": "em0",
-           "version": spec.version, "hostdir": hd, "speaker": lab.config.speaker}
+           "version": spec.version, "hostdir": hd, "speaker": lab.config.speaker,
+           "address6": spec.address6, "prefix6": lab.config.prefixlen6}
     _write(os.path.join(hd, "host.json"), json.dumps(cfg))
     _write(os.path.join(hd, "etc.upper", "carplab", "host.json"), json.dumps(cfg))
     _write(os.path.join(hd, "etc.upper", "hostname"), spec.name + "\n")

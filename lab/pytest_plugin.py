@@ -36,7 +36,8 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def native_lab(lab: Lab) -> Iterator[Lab]:
-    """A lab whose CARP speaker is the lab's own (speaker.py): the session lab when it already is."""
+    """A lab whose CARP speaker is the lab's own (speaker.py): the session lab, unless CARPLAB_SPEAKER=ucarp made
+    that one speak ucarp."""
     if lab.config.speaker == "native":
         yield lab
         return

@@ -25,6 +25,7 @@ class HostSpec:
     address: str
     ssh_port: int
     version: str = DEFAULT_VERSION
+    address6: str = ""  # the host's address in the lab's IPv6 documentation prefix
     shells: tuple[tuple[str, str], ...] = ()  # (user, login shell) set by hand; others get FreeBSD's defaults
 
     def shell_of(self, user: str) -> str:
@@ -40,6 +41,7 @@ class HostSpec:
 class LabConfig:
     name: str = "carplab"
     subnet: str = "192.0.2.0/24"
+    subnet6: str = "2001:db8::/64"
     gateway: str = "192.0.2.1"
     client: str = "192.0.2.50"
     servers: int = 2
@@ -48,8 +50,9 @@ class LabConfig:
     base_port: int = 22000
     versions: dict[str, str] = field(default_factory=dict)  # host name -> version or major
     shells: dict[str, str] = field(default_factory=dict)  # "host:user" -> login shell (default: FreeBSD's)
-    # CARP on the segment: "native" (lab/freebsd/speaker.py, after ip_carp.c) or "ucarp" (Debian's ucarp)
-    speaker: str = field(default_factory=lambda: os.environ.get("CARPLAB_SPEAKER", "ucarp"))
+    # CARP on the segment: "native" (lab/freebsd/speaker.py, after ip_carp.c) or "ucarp" (Debian's, the old
+    # speaker, kept as an interop peer: CARPLAB_SPEAKER=ucarp brings it back for a whole lab)
+    speaker: str = field(default_factory=lambda: os.environ.get("CARPLAB_SPEAKER", "native"))
     root_dir: str = field(default_factory=lambda: os.environ.get("CARPWEB_LAB_DIR", "/run/carpweb-lab"))
 
     def __post_init__(self) -> None:
@@ -57,6 +60,9 @@ class LabConfig:
             raise ValueError("a lab has 1 to 200 servers")
         if len(self.name) > 8 or not self.name.replace("-", "").isalnum():
             raise ValueError("lab name: up to 8 letters, digits or dashes")
+        net6 = ipaddress.IPv6Network(self.subnet6)
+        if net6.prefixlen > 112 or not (net6.is_private or net6.subnet_of(ipaddress.IPv6Network("2001:db8::/32"))):
+            raise ValueError("lab subnet6: a documentation or unique-local prefix of /112 or shorter")
         if self.speaker not in ("native", "ucarp"):
             raise ValueError("lab speaker: native or ucarp")
 
@@ -79,8 +85,19 @@ class LabConfig:
         return tuple((key.split(":", 1)[1], shell) for key, shell in sorted(self.shells.items())
                      if key.split(":", 1)[0] == name)
 
+    def address6(self, address: str) -> str:
+        """192.0.2.11 -> 2001:db8::11: the IPv4 host number's digits as the IPv6 interface id (easy to read)."""
+        offset = int(ipaddress.IPv4Address(address)) - int(self.network.network_address)
+        net6 = ipaddress.IPv6Network(self.subnet6)
+        return str(ipaddress.IPv6Address(int(net6.network_address) + int(str(offset), 16)))
+
+    @property
+    def prefixlen6(self) -> int:
+        return ipaddress.IPv6Network(self.subnet6).prefixlen
+
     def hosts(self) -> list[HostSpec]:
-        return [dataclasses.replace(h, shells=self._shells(h.name)) for h in self._hosts()]
+        return [dataclasses.replace(h, shells=self._shells(h.name), address6=self.address6(h.address))
+                for h in self._hosts()]
 
     def _hosts(self) -> list[HostSpec]:
         net = self.network

@@ -54,6 +54,7 @@ class HostInfo:
     version: str
     host_key_fingerprint: str
     users: list[dict[str, Any]]
+    address6: str = ""
 
     def user(self, name: str) -> dict[str, Any]:
         return next(u for u in self.users if u["name"] == name)
@@ -176,6 +177,8 @@ class Lab:
         sh("ip", "-n", sw, "link", "set", port, "master", "br0", "up")
         prefix = self.config.network.prefixlen
         sh("ip", "-n", ns, "addr", "add", "%s/%d" % (spec.address, prefix), "dev", "em0")
+        # IPv6 in the lab's documentation prefix, inside the host's namespace only (never the root's)
+        sh("ip", "-n", ns, "addr", "add", "%s/%d" % (spec.address6, self.config.prefixlen6), "dev", "em0", "nodad")
         sh("ip", "-n", ns, "link", "set", "em0", "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         if spec.role != "gateway":
@@ -194,7 +197,7 @@ class Lab:
                 raise LabError("host %s: namespace holder exited: %s" % (
                     spec.name, open(os.path.join(hd, "holder.log")).read()))
             time.sleep(0.01)
-        info = {"holder": self._holder_pid(holder.pid), "holder_group": holder.pid, "ns": ns}
+        info = {"holder": self._holder_pid(holder.pid), "holder_group": holder.pid, "ns": ns, "port": port}
         info["emu"] = self._start_emulator(spec, info)
         if self.config.speaker == "native":
             info["speaker"] = self._start_speaker(spec, info)
@@ -344,7 +347,7 @@ class Lab:
             users = [{"name": name, "uid": uid, "key_path": self.key_path, "password": password,
                       "privilege": privilege} for name, (uid, password, privilege) in USERS.items()]
             out.append(HostInfo(spec.name, spec.role, spec.address, self.ns(spec.name), "127.0.0.1",
-                                spec.ssh_port, spec.version, self.fingerprint(spec.name), users))
+                                spec.ssh_port, spec.version, self.fingerprint(spec.name), users, spec.address6))
         return out
 
     def host(self, name: str) -> HostInfo:

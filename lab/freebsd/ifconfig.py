@@ -1,4 +1,5 @@
-"""ifconfig(8): interface listing and the CARP (vhid) parameters, backed by ucarp on the lab segment."""
+"""ifconfig(8): interface listing (inet and inet6), the CARP (vhid) parameters with 14.x's peer/peer6, and `-k`;
+backed by the host's CARP speaker on the lab segment (lab/freebsd/carp.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,22 @@ def _inet_line(addr: str, prefix: int, vhid: str | None = None) -> str:
     net = ipaddress.IPv4Interface("%s/%d" % (addr, prefix)).network
     line = "\tinet %s netmask %s broadcast %s" % (addr, _mask_hex(prefix), net.broadcast_address)
     return line + (" vhid %s" % vhid if vhid else "")
+
+
+def _inet6_line(addr: str, prefix: int, vhid: str | None = None) -> str:
+    return "\tinet6 %s prefixlen %d" % (addr, prefix) + (" vhid %s" % vhid if vhid else "")
+
+
+def _link_local(iface: str) -> str | None:
+    try:
+        with open("/proc/net/if_inet6") as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    for row in rows:
+        if row[-1] == iface and row[0].startswith("fe80"):
+            return str(ipaddress.IPv6Address(bytes.fromhex(row[0])))
+    return None
 
 
 def _mac(host: Host) -> str:
@@ -52,12 +69,17 @@ def show(host: Host, name: str, keys: bool = False) -> None:
     out(_inet_line(host.cfg["address"], host.cfg["prefix"]))
     for alias in state.get("aliases", []):
         addr, prefix = alias.split("/")
-        out(_inet_line(addr, int(prefix)))
+        out(_inet_line(addr, int(prefix)) if ":" not in addr else _inet6_line(addr, int(prefix)))
+    link_local = _link_local(name)
+    if link_local:
+        out("\tinet6 %s%%%s prefixlen 64 scopeid 0x1" % (link_local, name))
+    if host.cfg.get("address6"):
+        out(_inet6_line(host.cfg["address6"], int(host.cfg.get("prefix6", 64))))
     vhids = sorted(state["vhids"], key=int)
     for vhid in vhids:
         for addr in state["vhids"][vhid]["addrs"]:
             a, prefix = addr.split("/")
-            out(_inet_line(a, int(prefix), vhid))
+            out(_inet_line(a, int(prefix), vhid) if ":" not in a else _inet6_line(a, int(prefix), vhid))
     for vhid in vhids:
         entry = state["vhids"][vhid]
         line = "\tcarp: %s vhid %s advbase %d advskew %d" % (carp.status(host, state, vhid), vhid,
@@ -70,10 +92,18 @@ def show(host: Host, name: str, keys: bool = False) -> None:
             out("\t      peer %s peer6 %s" % (entry.get("peer") or "224.0.0.18", entry.get("peer6") or "ff02::12"))
     out("\tmedia: Ethernet autoselect (1000baseT <full-duplex>)" if up else "\tmedia: Ethernet autoselect")
     out("\tstatus: %s" % ("active" if up else "no carrier"))
-    out("\tnd6 options=29<PERFORMNUD,IFDISABLED,AUTO_LINKLOCAL>")
+    disabled = state.get("ifdisabled", not host.cfg.get("address6"))
+    out("\tnd6 options=29<PERFORMNUD,IFDISABLED,AUTO_LINKLOCAL>" if disabled else
+        "\tnd6 options=21<PERFORMNUD,AUTO_LINKLOCAL>")
 
 
-def _parse_addr(token: str, netmask: str | None) -> str | None:
+def _parse_addr(token: str, netmask: str | None, family: int = 4) -> str | None:
+    if family == 6:
+        try:
+            ip6 = ipaddress.IPv6Interface(token if "/" in token else "%s/%s" % (token, netmask or "64"))
+        except ValueError:
+            return None
+        return "%s/%d" % (ip6.ip, ip6.network.prefixlen)
     try:
         if "/" in token:
             iface = ipaddress.IPv4Interface(token)
@@ -147,19 +177,28 @@ def _parse_request(args: list[str], major: int = 14) -> tuple[dict[str, Any], st
             i += 1
         elif unicast and tok in ("mcast", "mcast6"):
             req["peer" if tok == "mcast" else "peer6"] = "224.0.0.18" if tok == "mcast" else "ff02::12"
-        elif tok in ("vhid", "advskew", "advbase", "pass", "state", "netmask"):
+        elif tok == "inet6":
+            req["family"] = 6
+        elif tok in ("ifdisabled", "-ifdisabled"):
+            req["ifdisabled"] = tok == "ifdisabled"
+        elif tok in ("vhid", "advskew", "advbase", "pass", "state", "netmask", "prefixlen"):
             if nxt is None:
                 return req, "ifconfig: '%s' requires argument" % tok
-            if tok == "netmask":
+            if tok in ("netmask", "prefixlen"):
                 netmask = nxt
             else:
                 req[tok] = nxt
             i += 1
+        elif tok != "inet" and "addr_token" in req:
+            # A second address is ifconfig's destination address: a word that is no address is refused as one
+            # (which is how FreeBSD before 14 answers `peer`).
+            if _parse_addr(tok, None, req.get("family", 4)) is None:
+                return req, "ifconfig: %s: bad value" % tok
         elif tok != "inet":
             req["addr_token"] = tok
         i += 1
     if "addr_token" in req:
-        req["addr"] = _parse_addr(req["addr_token"], netmask)
+        req["addr"] = _parse_addr(req["addr_token"], netmask, req.get("family", 4))
         if req["addr"] is None:
             return req, "ifconfig: %s: bad value" % req["addr_token"]
     return req, None
@@ -190,6 +229,9 @@ def configure(host: Host, name: str, args: list[str]) -> int:
         return 1
     if "link" in req:
         link_set(host, req["link"] == "up")
+    if "ifdisabled" in req:
+        with host.locked() as state:
+            state["ifdisabled"] = req["ifdisabled"]
     if "addr" in req and not req["alias"] and "vhid" not in req:
         # Removing an address finds the vhid it belongs to, as the kernel does.
         owner = [v for v, e in host.read()["vhids"].items()

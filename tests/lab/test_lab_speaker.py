@@ -149,3 +149,76 @@ def test_interop_with_ucarp_one_master_whoever_starts_first(fresh_native_lab, fi
         wait_until(lambda: ucarp_state() == 1, limit=8)
         lab.fault("server-1", "link-up")
     assert lab.exec("client", ["/bin/ping", "-n", "-c", "1", "-W", "1", VIP]).returncode == 0
+
+
+def test_unicast_peers_elect_one_master_where_the_switch_drops_multicast(fresh_native_lab):
+    lab = fresh_native_lab
+    for host in ("server-1", "server-2"):
+        lab.fault(host, "multicast-off")
+    _carp(lab, "server-1", 0)
+    _carp(lab, "server-2", 100)
+    _wait(lab, "server-1", "MASTER")
+    _wait(lab, "server-2", "MASTER", limit=BOUND + 2)  # they cannot hear each other: two masters
+    for host, skew, peer in (("server-1", 0, "192.0.2.12"), ("server-2", 100, "192.0.2.11")):
+        res = lab.exec(host, ["ifconfig", "em0", "inet", "vhid", "1", "advskew", str(skew), "pass", "secret",
+                              "peer", peer, "alias", f"{VIP}/32"])
+        assert res.returncode == 0, res.stderr
+    _wait(lab, "server-2", "BACKUP", limit=3)  # it hears server-1's unicast advertisements now
+    assert _state(lab, "server-1") == "MASTER"
+    shown = lab.exec("server-2", ["ifconfig", "em0"]).stdout
+    assert "\t      peer 192.0.2.11 peer6 ff02::12" in shown
+
+
+def test_before_14_peer_is_refused_as_ifconfig_does_and_keys_show_only_to_root(fresh_native_lab):
+    lab = fresh_native_lab
+    lab.reinstall("server-2", version="13.2-RELEASE")
+    try:
+        lab.exec("server-2", ["kldload", "-n", "carp"], check=True)
+        res = lab.exec("server-2", ["ifconfig", "em0", "inet", "vhid", "1", "pass", "secret", "peer", "192.0.2.11",
+                                    "alias", f"{VIP}/32"])
+        assert (res.returncode, res.stderr.strip()) == (1, "ifconfig: peer: bad value")
+        assert "peer" not in lab.exec("server-2", ["ifconfig", "em0"]).stdout  # 13.x prints no peer line
+    finally:
+        lab.reinstall("server-2")
+    _carp(lab, "server-1", 0, password="s3cret-key")
+    as_root = lab.exec("server-1", ["ifconfig", "-k", "em0"]).stdout
+    assert re.search(r'carp: \w+ vhid 1 advbase 1 advskew 0 key "s3cret-key"\n', as_root), as_root
+    shell = Shell(lab, "server-1", "carpadm", password=lab.host("server-1").user("carpadm")["password"])
+    try:
+        code, out, _ = shell.run("ifconfig -k em0")
+    finally:
+        shell.close()
+    assert code == 0 and "vhid 1" in out and "key" not in out
+
+
+VIP6 = "2001:db8::100"
+
+
+def test_an_ipv6_vhid_answers_the_client_from_its_master_and_fails_over(fresh_native_lab):
+    lab = fresh_native_lab
+    hosts = {h.name: h for h in lab.status()}
+    assert hosts["server-1"].address6 == "2001:db8::11" and hosts["client"].address6 == "2001:db8::50"
+    for host, skew in (("server-1", 0), ("server-2", 100)):
+        lab.exec(host, ["kldload", "-n", "carp"], check=True)
+        lab.exec(host, ["sysctl", "net.inet.carp.preempt=1"], check=True)
+        res = lab.exec(host, ["ifconfig", "em0", "inet6", f"{VIP6}/64", "vhid", "11", "advskew", str(skew), "pass",
+                              "secret6", "alias"])
+        assert res.returncode == 0, res.stderr
+    wait_until(lambda: "carp: MASTER vhid 11" in lab.exec("server-1", ["ifconfig", "em0"]).stdout, limit=8)
+    shown = lab.exec("server-2", ["ifconfig", "em0"]).stdout
+    assert f"\tinet6 {VIP6} prefixlen 64 vhid 11" in shown and "carp: BACKUP vhid 11" in shown
+    assert "inet6 2001:db8::12 prefixlen 64" in shown and "IFDISABLED" not in shown
+
+    def answers_from() -> str:
+        res = lab.exec("client", ["/bin/ping", "-6", "-n", "-c", "1", "-W", "1", VIP6])
+        if res.returncode != 0:
+            return ""
+        neighbours = lab.exec("client", ["ip", "-6", "neigh", "show", VIP6]).stdout
+        return neighbours.split("lladdr")[1].split()[0] if "lladdr" in neighbours else ""
+
+    mac = lambda host: lab.exec(host, ["cat", "/sys/class/net/em0/address"]).stdout.strip()  # noqa: E731
+    assert wait_until(answers_from, limit=5) == mac("server-1")
+    lab.fault("server-1", "link-down")
+    _wait(lab, "server-2", "MASTER", limit=BOUND + 2)
+    assert wait_until(lambda: answers_from() == mac("server-2"), limit=5)  # the unsolicited NA moved the client
+    lab.fault("server-1", "link-up")
