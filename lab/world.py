@@ -177,7 +177,9 @@ class Lab:
         sh("ip", "-n", sw, "link", "set", port, "master", "br0", "up")
         prefix = self.config.network.prefixlen
         sh("ip", "-n", ns, "addr", "add", "%s/%d" % (spec.address, prefix), "dev", "em0")
-        # IPv6 in the lab's documentation prefix, inside the host's namespace only (never the root's)
+        # IPv6 in the lab's documentation prefix, inside the host's namespace only (never the root's); kept across a
+        # cut link, as FreeBSD keeps its addresses (Linux would flush them)
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.em0.keep_addr_on_down=1")
         sh("ip", "-n", ns, "addr", "add", "%s/%d" % (spec.address6, self.config.prefixlen6), "dev", "em0", "nodad")
         sh("ip", "-n", ns, "link", "set", "em0", "up")
         sh("ip", "-n", ns, "link", "set", "lo", "up")

@@ -189,6 +189,31 @@ def stop_all(host: Host, state: dict[str, Any], why: str) -> None:
         stop(host, state, vhid, why)
 
 
+def _demote(host: Host, state: dict[str, Any], adj: int, reason: str) -> None:
+    """carp_demote_adj: the host-wide demotion counter moves, and the kernel says so."""
+    state["sysctl"]["demotion"] += adj
+    host.kernel_log("carp: demoted by %d to %d (%s)" % (adj, state["sysctl"]["demotion"], reason))
+
+
+def interface_down(host: Host, state: dict[str, Any]) -> None:
+    """carp_sc_state with the link down (or net.inet.carp.allow=0): every vhid INIT ("hardware interface down")
+    and, once per vhid (its sc_suppress), the demotion raised by ifdown_demotion_factor."""
+    for vhid, entry in state["vhids"].items():
+        stop(host, state, vhid, "hardware interface down")
+        if not entry.get("suppress"):
+            entry["suppress"] = True
+            _demote(host, state, state["sysctl"]["ifdown_demotion_factor"], "interface down")
+
+
+def interface_up(host: Host, state: dict[str, Any]) -> None:
+    """carp_sc_state with the link back: each vhid starts again (INIT -> BACKUP, "initialization complete") and
+    gives back the demotion it took."""
+    for vhid, entry in state["vhids"].items():
+        if entry.pop("suppress", False):
+            _demote(host, state, -state["sysctl"]["ifdown_demotion_factor"], "interface up")
+        start(host, state, vhid)
+
+
 def force(host: Host, state: dict[str, Any], vhid: str, wanted: str) -> None:
     """``ifconfig IF vhid N state backup|master``: the native speaker applies it once, as carp_ioctl does."""
     entry = state["vhids"][vhid]

@@ -326,7 +326,7 @@ def link_set(host: Host, up: bool) -> None:
     if not up:
         _ip("link", "set", iface, "down")
         with host.locked() as state:
-            carp.stop_all(host, state, "hardware interface down")
+            carp.interface_down(host, state)
         return
     _ip("link", "set", iface, "up")
     for _ in range(200):
@@ -335,4 +335,4 @@ def link_set(host: Host, up: bool) -> None:
         time.sleep(0.01)
     _ip("route", "replace", "default", "via", host.cfg["gateway"], "dev", iface)
     with host.locked() as state:
-        carp.restart_all(host, state)
+        carp.interface_up(host, state)

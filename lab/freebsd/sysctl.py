@@ -83,11 +83,11 @@ def _set(host: Host, name: str, value: int, flags: set[str]) -> int:
         state["sysctl"][key] = after
         if key in ("preempt", "demotion") and before != after:
             carp.restart_all(host, state)
-        elif key == "allow" and before != after:
+        elif key == "allow" and before != after:  # carp_allow_sysctl: carp_sc_state for every vhid
             if after:
-                carp.restart_all(host, state)
+                carp.interface_up(host, state)
             else:
-                carp.stop_all(host, state, "carp disabled")
+                carp.interface_down(host, state)
     if "-n" in flags:
         out(str(after))
     else:

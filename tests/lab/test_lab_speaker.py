@@ -222,3 +222,26 @@ def test_an_ipv6_vhid_answers_the_client_from_its_master_and_fails_over(fresh_na
     _wait(lab, "server-2", "MASTER", limit=BOUND + 2)
     assert wait_until(lambda: answers_from() == mac("server-2"), limit=5)  # the unsolicited NA moved the client
     lab.fault("server-1", "link-up")
+
+
+def test_a_cut_link_is_init_with_the_ifdown_demotion_and_gives_it_back(fresh_native_lab):
+    lab = fresh_native_lab
+    _carp(lab, "server-1", 0)
+    _wait(lab, "server-1", "MASTER")
+    lab.fault("server-1", "link-down")
+    assert _state(lab, "server-1") == "INIT"
+    assert lab.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "240\n"
+    log = lab.exec("server-1", ["tail", "-n", "2", "/var/log/messages"]).stdout
+    assert "carp: 1@em0: MASTER -> INIT (hardware interface down)" in log
+    assert "carp: demoted by 240 to 240 (interface down)" in log
+    lab.fault("server-1", "link-up")
+    assert lab.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "0\n"
+    assert "carp: demoted by -240 to 0 (interface up)" in lab.exec("server-1", ["tail", "-n", "3",
+                                                                               "/var/log/messages"]).stdout
+    assert "inet6 2001:db8::11 prefixlen 64" in lab.exec("server-1", ["ifconfig", "em0"]).stdout  # kept
+    _wait(lab, "server-1", "MASTER", limit=BOUND + 2)
+    lab.exec("server-1", ["sysctl", "net.inet.carp.allow=0"], check=True)  # the same, by hand
+    assert _state(lab, "server-1") == "INIT"
+    assert lab.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "240\n"
+    lab.exec("server-1", ["sysctl", "net.inet.carp.allow=1"], check=True)
+    assert lab.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "0\n"
