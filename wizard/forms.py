@@ -20,7 +20,7 @@ class ClusterForm(forms.ModelForm):
     carp_password = forms.CharField(
         required=False, label="CARP password", strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Up to 20 bytes. Left empty, carpweb generates one. Never shown again.")
+        help_text="Up to 19 bytes (all FreeBSD keeps). Left empty, carpweb generates one. Never shown again.")
     version = forms.IntegerField(required=False, widget=forms.HiddenInput)
     vip_prefix_choice = forms.ChoiceField(
         label="VIP prefix", choices=[("32", "/32 (FreeBSD Handbook)"), ("subnet", "the subnet's prefix (pfSense)")],
@@ -44,7 +44,7 @@ class ClusterForm(forms.ModelForm):
         self.fields["master_advskew"].required = False
         if self.instance.pk:
             self.initial["version"] = self.instance.version
-            self.fields["carp_password"].help_text = "Up to 20 bytes; " + SECRET_KEPT + "."
+            self.fields["carp_password"].help_text = "Up to 19 bytes; " + SECRET_KEPT + "."
             if self.instance.vip_prefix != 32:
                 self.initial["vip_prefix_choice"] = "subnet"
 

@@ -8,12 +8,15 @@ import re
 from django.core.exceptions import ValidationError
 
 INTERFACE_RE = re.compile(r"^[a-z][a-z_]*[0-9]+(\.[0-9]{1,4})?$")
-PASSWORD_RE = re.compile(r"^[A-Za-z0-9._+=@%:,~-]{1,20}$")
+PASSWORD_RE = re.compile(r"^[A-Za-z0-9._+=@%:,~-]{1,19}$")
 SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")
 CARP_KEY_LEN = 20
+# ifconfig copies the password with strlcpy(carpr_key, val, CARP_KEY_LEN): at most 19 bytes reach the kernel
+# (sbin/ifconfig/carp.c), so a 20th byte would be dropped without a word.
+CARP_PASSWORD_MAX = CARP_KEY_LEN - 1
 
 
 def validate_interface(value: str) -> None:
@@ -22,9 +25,9 @@ def validate_interface(value: str) -> None:
 
 
 def validate_carp_password(value: str) -> None:
-    if len(value.encode()) > CARP_KEY_LEN:
+    if len(value.encode()) > CARP_PASSWORD_MAX:
         raise ValidationError(
-            "The CARP password is at most 20 bytes: FreeBSD's kernel would silently cut a longer one.")
+            "The CARP password is at most 19 bytes: FreeBSD's ifconfig silently keeps only the first 19.")
     if not PASSWORD_RE.match(value):
         raise ValidationError(
             "Use letters, digits and . _ + = @ % : , ~ - only (it is written into /etc/rc.conf).")

@@ -113,11 +113,11 @@ def test_hostile_interface_names_are_refused(iface):
         validate_interface(iface)
 
 
-def test_carp_password_limit_is_20_bytes():
+def test_carp_password_limit_is_19_bytes_as_ifconfig_keeps():
     from django.core.exceptions import ValidationError
 
     from wizard.validation import validate_carp_password
 
-    validate_carp_password("a" * 20)
-    with pytest.raises(ValidationError, match="20 bytes"):
-        validate_carp_password("a" * 21)
+    validate_carp_password("a" * 19)
+    with pytest.raises(ValidationError, match="at most 19 bytes"):
+        validate_carp_password("a" * 20)

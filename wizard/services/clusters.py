@@ -17,7 +17,7 @@ PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 
 def carp_password_generate() -> str:
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(20))
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(19))  # ifconfig keeps 19 bytes
 
 
 APPLIED_FIELDS = ("vip", "vip_prefix", "vhid", "advbase", "carp_password")
