@@ -99,7 +99,7 @@ def test_streams_are_capped_per_session_and_per_process(cluster, settings):
     hub.HUB.__init__()  # type: ignore[misc]  # the hub belongs to this test's event loop
 
 
-@pytest.mark.parametrize("change", ["deactivate", "demote-below-viewer", "log-out"])
+@pytest.mark.parametrize("change", ["deactivate", "demote-below-viewer", "log-out", "deactivate-while-busy"])
 def test_a_stream_ends_at_its_next_keepalive_once_its_person_may_no_longer_watch(cluster, monkeypatch, change):
     monkeypatch.setattr(streams, "KEEPALIVE_SECONDS", 0.3)
     admin = User.objects.create_superuser("admin", password="pw-for-tests-1")
@@ -110,7 +110,8 @@ def test_a_stream_ends_at_its_next_keepalive_once_its_person_may_no_longer_watch
         await _until(lambda: stream.status == 200)
         await asyncio.sleep(0.5)
         assert not stream.task.done()  # still allowed: keepalives flow
-        if change == "deactivate":
+        busy = asyncio.create_task(_keep_changing(cluster.pk)) if change.endswith("busy") else None
+        if change.startswith("deactivate"):
             await asyncio.to_thread(services.user_set_active, actor=admin, user_id=str(viewer.pk), active=False)
         elif change == "demote-below-viewer":
             await asyncio.to_thread(lambda: viewer.groups.clear())
@@ -119,12 +120,29 @@ def test_a_stream_ends_at_its_next_keepalive_once_its_person_may_no_longer_watch
             store = import_module(settings.SESSION_ENGINE).SessionStore(key)
             await asyncio.to_thread(store.delete)
         started = time.monotonic()
+        sent_before = len(stream.sent)
         await asyncio.wait_for(stream.task, 5)
+        if busy is not None:
+            busy.cancel()
+            assert len(stream.sent) > sent_before  # events were flowing: no quiet keepalive was needed to end it
         return time.monotonic() - started
 
     took = asyncio.run(scenario())
     hub.HUB.__init__()  # type: ignore[misc]
     assert took < 1.0, took  # with the real 15 s keepalive: within 15 s
+
+
+async def _keep_changing(cluster_id: int) -> None:
+    """The cluster's page gets something new every 50 ms (a busy stream: it never falls quiet)."""
+    from wizard import revisions
+
+    def touch() -> None:
+        with revisions.change() as rev:
+            revisions.touch_cluster(cluster_id, rev)
+
+    while True:
+        await asyncio.to_thread(touch)
+        await asyncio.sleep(0.05)
 
 
 def test_the_catch_up_of_a_newcomer_does_not_hold_the_hub(cluster):

@@ -103,20 +103,27 @@ def topic_for(kind: str, pk: int | None, ids: frozenset[int], after: int) -> Top
 
 async def events(topic: Topic, after: int,
                  still_allowed: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[str]:
-    """The stream's text: hello, then every change after `after` as it happens; ends after a run's end, or at a
-    keepalive once `still_allowed` says no (logged out, deactivated, no longer a viewer)."""
+    """The stream's text: hello, then every change after `after` as it happens; ends after a run's end, or once
+    `still_allowed` says no (logged out, deactivated, no longer a viewer): asked every KEEPALIVE_SECONDS, busy or
+    quiet, so such a stream ends within that time."""
     yield hello()
     if topic.ended:
         yield frames([Event("end", "", None)])
         return
     watcher = await HUB.watch(topic.key, topic.feed, after, topic.notice)
+    loop = asyncio.get_running_loop()
+    next_check = loop.time() + KEEPALIVE_SECONDS
     try:
         while not watcher.dropped:
             try:
-                text = await asyncio.wait_for(watcher.queue.get(), timeout=KEEPALIVE_SECONDS)
+                text = await asyncio.wait_for(watcher.queue.get(), timeout=max(0.0, next_check - loop.time()))
             except TimeoutError:
+                text = KEEPALIVE
+            if loop.time() >= next_check:
+                next_check = loop.time() + KEEPALIVE_SECONDS
                 if still_allowed is not None and not await still_allowed():
                     break
+            if text == KEEPALIVE:
                 yield KEEPALIVE
                 continue
             if text is None:
