@@ -12,7 +12,9 @@ import pytest
 from .topology import LabConfig
 from .world import Lab, lab_available
 
-TEST_LAB = LabConfig(name="carptest", base_port=23000)
+# CARPLAB_TEST_NAME/CARPLAB_TEST_PORT let a second test session run beside another (a developer's beside CI's).
+TEST_LAB = LabConfig(name=os.environ.get("CARPLAB_TEST_NAME", "carptest"),
+                     base_port=int(os.environ.get("CARPLAB_TEST_PORT", "23000")))
 NATIVE_LAB = LabConfig(name="carpnat", base_port=24000, speaker="native")
 
 

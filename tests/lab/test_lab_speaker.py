@@ -245,3 +245,38 @@ def test_a_cut_link_is_init_with_the_ifdown_demotion_and_gives_it_back(fresh_nat
     assert lab.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "240\n"
     lab.exec("server-1", ["sysctl", "net.inet.carp.allow=1"], check=True)
     assert lab.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "0\n"
+
+
+def test_ifconfig_state_forces_a_state_once_as_carp_ioctl_does(fresh_native_lab):
+    lab = fresh_native_lab
+    _carp(lab, "server-1", 0, preempt=False)
+    _carp(lab, "server-2", 100, preempt=False)
+    _wait(lab, "server-1", "MASTER")
+    _wait(lab, "server-2", "BACKUP")
+    lab.exec("server-1", ["ifconfig", "em0", "vhid", "1", "state", "backup"], check=True)
+    assert _state(lab, "server-1") == "BACKUP"
+    assert "MASTER -> BACKUP (user requested via ifconfig)" in lab.exec("server-1", ["tail", "-n", "2",
+                                                                                   "/var/log/messages"]).stdout
+    # Both are BACKUP now; whichever master-down timer ends first takes over (on FreeBSD too): one MASTER.
+    wait_until(lambda: sorted([_state(lab, "server-1"), _state(lab, "server-2")]) == ["BACKUP", "MASTER"],
+               limit=BOUND + 2)
+    backup = "server-1" if _state(lab, "server-1") == "BACKUP" else "server-2"
+    lab.exec(backup, ["ifconfig", "em0", "vhid", "1", "state", "master"], check=True)
+    assert _state(lab, backup) == "MASTER"
+    assert "BACKUP -> MASTER (user requested via ifconfig)" in lab.exec(backup, ["tail", "-n", "2",
+                                                                                "/var/log/messages"]).stdout
+
+
+def test_one_vhid_carries_an_ipv4_and_an_ipv6_address(fresh_native_lab):
+    lab = fresh_native_lab
+    for host, skew in (("server-1", 0), ("server-2", 100)):
+        _carp(lab, host, skew)
+        res = lab.exec(host, ["ifconfig", "em0", "inet6", f"{VIP6}/64", "vhid", "1", "alias"])
+        assert res.returncode == 0, res.stderr
+    _wait(lab, "server-2", "BACKUP")
+    time.sleep(BOUND + 0.5)  # the HMAC covers both addresses on both nodes: still one master
+    assert (_state(lab, "server-1"), _state(lab, "server-2")) == ("MASTER", "BACKUP")
+    assert lab.exec("client", ["/bin/ping", "-n", "-c", "1", "-W", "1", VIP]).returncode == 0
+    assert lab.exec("client", ["/bin/ping", "-6", "-n", "-c", "1", "-W", "1", VIP6]).returncode == 0
+    lab.exec("server-2", ["ifconfig", "em0", "inet6", VIP6, "-alias"], check=True)  # now their lists differ
+    _wait(lab, "server-2", "MASTER", limit=BOUND + 2)  # a split brain, as on FreeBSD
