@@ -219,41 +219,31 @@ class Lab:
     def _enter(self, info: dict[str, Any]) -> list[str]:
         return ["nsenter", "-t", str(info["holder"]), "-m", "-n", "-u", "--"]
 
-    def _start_emulator(self, spec: HostSpec, info: dict[str, Any]) -> int:
-        """The host's emulator daemon (lab/freebsd/zygote.py): its FreeBSD commands run as forks of it."""
+    def _start_daemon(self, spec: HostSpec, info: dict[str, Any], argv: list[str], name: str, ready: str) -> int:
+        """One of a host's daemons, inside its namespaces: started, then waited for until it writes `ready`."""
         hd = self.hostdir(spec.name)
-        ready = os.path.join(hd, "run", "emu.ready")  # written by the daemon once it listens
+        ready = os.path.join(hd, "run", ready)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(ready)
-        proc = subprocess.Popen([*self._enter(info), *files.emulator_daemon(self.dir)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(hd, "emu.log"), "a"),
-                                start_new_session=True)
+        log = os.path.join(hd, name + ".log")
+        proc = subprocess.Popen([*self._enter(info), *argv], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=open(log, "a"), start_new_session=True)
         for _ in range(500):
             if os.path.exists(ready):
                 return proc.pid
             if proc.poll() is not None:
-                with open(os.path.join(hd, "emu.log")) as f:
-                    raise LabError("host %s: the emulator exited: %s" % (spec.name, f.read()))
+                with open(log) as f:
+                    raise LabError("host %s: the %s daemon exited: %s" % (spec.name, name, f.read()[-2000:]))
             time.sleep(0.01)
-        raise LabError("host %s: the emulator did not start listening" % spec.name)
+        raise LabError("host %s: the %s daemon did not start" % (spec.name, name))
+
+    def _start_emulator(self, spec: HostSpec, info: dict[str, Any]) -> int:
+        """The host's emulator daemon (lab/freebsd/zygote.py): its FreeBSD commands run as forks of it."""
+        return self._start_daemon(spec, info, files.emulator_daemon(self.dir), "emu", "emu.ready")
 
     def _start_speaker(self, spec: HostSpec, info: dict[str, Any]) -> int:
         """The host's carp(4) speaker (lab/freebsd/speaker.py): idle until a vhid is configured."""
-        hd = self.hostdir(spec.name)
-        pidfile = os.path.join(hd, "run", "speaker.pid")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(pidfile)
-        proc = subprocess.Popen([*self._enter(info), *files.speaker_daemon(self.dir)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(hd, "speaker.log"), "a"),
-                                start_new_session=True)
-        for _ in range(500):
-            if os.path.exists(pidfile):
-                return proc.pid
-            if proc.poll() is not None:
-                with open(os.path.join(hd, "speaker.log")) as f:
-                    raise LabError("host %s: the CARP speaker exited: %s" % (spec.name, f.read()[-2000:]))
-            time.sleep(0.01)
-        raise LabError("host %s: the CARP speaker did not start" % spec.name)
+        return self._start_daemon(spec, info, files.speaker_daemon(self.dir), "speaker", "speaker.pid")
 
     def stop_emulator(self, host: str) -> None:
         """Stop one host's emulator daemon: its commands then start the emulator themselves (the slow path)."""
