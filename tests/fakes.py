@@ -71,7 +71,7 @@ class FakeHost:
         if self.system != "FreeBSD" and command.split()[0] not in ("id", "uname"):
             return CommandResult(127, "", f"sh: 1: {command.split()[0]}: not found\n")
         words = shlex.split(command.replace('"$CARP_PASS"', password).replace("$CARP_PASS", password)) \
-            if not command.startswith(("for n in", "t=$(", "if [", "v=$(")) else []
+            if not command.startswith(("for n in", "t=$(", "if [", "v=$(", "k=$(")) else []
         if command == "id -u":
             return CommandResult(0, f"{self.uid}\n", "")
         if command == "uname -s; uname -r":
@@ -116,6 +116,9 @@ class FakeHost:
             return CommandResult(0, "Stopping devd.\nStarting devd.\n", "")
         if command.startswith("for n in $(seq 0 63)"):
             return self._password_current(command, password)
+        if command.startswith("k=$(ifconfig -k "):  # the running key against the password, on the host
+            vhid = self.vhids.get(int(re.search(r" vhid (\d+) advbase", command).group(1)))  # type: ignore[union-attr]
+            return CommandResult(0 if vhid is not None and vhid.password == password[:19] else 1, "", "")
         if command.startswith("v=$(sysrc -n"):
             old, new = re.findall(r"ifconfig_\w+_alias\d+", command)
             self.rc_conf[new] = self.rc_conf[old]

@@ -167,3 +167,29 @@ def test_changing_password_and_advskew_updates_runtime_and_rc_conf_on_every_node
         assert f"advskew {skew} pass second-pass-2 alias" in line
         assert f"advskew {skew}" in world.exec(host, ["ifconfig", "em0"]).stdout
     assert _states(cluster) == {"server-1": "MASTER", "server-2": "BACKUP"}
+
+
+def test_configure_repairs_a_key_changed_at_runtime_and_the_split_brain_ends(world):
+    """As a user tried it: server-2's key changed by hand at runtime made two MASTERs; Check said to run Configure;
+    Configure answered "already done" everywhere and the split brain stayed. Configure now compares each node's
+    running key (root's ifconfig -k, on the node) with the password and re-applies it where it differs."""
+    cluster = _configured(world)
+    world.exec("server-2", ["ifconfig", "em0", "vhid", "1", "pass", "not-the-password"], check=True)
+    wait_until(lambda: _states_now(world) == {"server-1": "MASTER", "server-2": "MASTER"}, limit=10)
+    configure = _run(cluster, "configure")  # straight away: no unhealthy Check asks it to re-apply everything
+    assert configure.status == Run.Status.OK
+    repaired = configure.steps.get(server_name="server-2", name="vip-now")
+    assert repaired.status == "changed" and "the running key differed" in repaired.message, repaired.message
+    assert configure.steps.get(server_name="server-1", name="vip-now").status == "ok"
+    wait_until(lambda: _states_now(world) == {"server-1": "MASTER", "server-2": "BACKUP"}, limit=10)
+    assert _run(cluster, "check").status == Run.Status.OK
+    password = crypto.decrypt(cluster.carp_password_enc)
+    assert not [line for line in world.log("server-2") if password in line]  # compared on the node, never sent
+
+
+def _states_now(world) -> dict[str, str]:
+    def state(host: str) -> str:
+        out = world.exec(host, ["ifconfig", "em0"]).stdout
+        return next((ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("carp:")), "")
+
+    return {h: state(h) for h in ("server-1", "server-2")}

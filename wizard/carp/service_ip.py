@@ -106,6 +106,28 @@ class PasswordCurrent:
         return result.ok
 
 
+def runtime_key_command(t: Target) -> str:
+    """Exit 0 when the vhid's running key is the intended password. root's `ifconfig -k` prints ` key "…"` on the
+    vhid's carp: line; it is compared on the server with the password from stdin (as ifconfig keeps it: the first
+    19 bytes), and only the verdict comes back, never the key."""
+    line = rf'^[[:space:]]*carp: [A-Z]+ vhid {int(t.vhid)} advbase [0-9]+ advskew [0-9]+ key "(.*)"$'
+    return (f"k=$(ifconfig -k {q(t.interface)} | sed -n -E {q('s/' + line + '/\\1/p')}); "
+            f'[ -n "$k" ] && [ "$k" = "$(printf %.19s "{PASS_REF}")" ]')
+
+
+class RuntimeKeyCurrent:
+    """Whether the running vhid's key is the intended password (Check's "re-apply one password" is then real)."""
+
+    def __init__(self, t: Target) -> None:
+        self.t = t
+
+    def command(self) -> str:
+        return runtime_key_command(self.t)
+
+    def parse(self, result: CommandResult) -> bool:
+        return result.ok
+
+
 def set_vhid_command(t: Target, *, add: bool) -> str:
     address = f" alias {q(f'{t.vip}/{int(t.vip_prefix)}')}" if add else ""
     return (f"ifconfig {q(t.interface)} {'inet ' if add else ''}vhid {int(t.vhid)} advskew {int(t.advskew)} "
@@ -128,16 +150,17 @@ def _judge_preempt_persist(t: Target, v: list[Any], r: list[CommandResult]) -> O
 
 
 def _judge_vip_now(t: Target, v: list[Any], r: list[CommandResult]) -> Outcome | Change:
-    interfaces, password_current = v
+    interfaces, password_current, key_current = v
     iface = interfaces.get(t.interface)
     status = iface.carp_status(t.vhid) if iface else None
     has_vip = bool(iface and iface.has_carp_address(t.vip, t.vhid))
     same_params = status is not None and status.advskew == t.advskew and status.advbase == t.advbase
-    # ifconfig never shows the password; rc.conf's line, compared on the server, tells whether it changed.
-    if has_vip and same_params and password_current and not t.reapply:
-        return ok(f"{t.vip} is on {t.interface} with vhid {t.vhid}, advskew {t.advskew}")
+    # The running key (root's ifconfig -k) and rc.conf's line are both compared on the server with the password.
+    if has_vip and same_params and password_current and key_current and not t.reapply:
+        return ok(f"{t.vip} is on {t.interface} with vhid {t.vhid}, advskew {t.advskew}, the intended key")
     if has_vip:
-        why = " after an unhealthy check" if t.reapply and same_params and password_current else ""
+        why = (" (the running key differed)" if not key_current else
+               " after an unhealthy check" if t.reapply and same_params and password_current else "")
         return Change([set_vhid_command(t, add=False)],
                       f"update vhid {t.vhid} (advskew {t.advskew}, advbase {t.advbase}, password){why}")
     return Change([set_vhid_command(t, add=True)], f"add {t.vip}/{t.vip_prefix} with vhid {t.vhid}, "
@@ -192,7 +215,7 @@ CONFIGURE: list[Step] = [
     Step("preempt-persist", Phase.CONFIGURE, "preempt in /etc/sysctl.conf", lambda t: [facts.FileText(SYSCTL_CONF)],
          _judge_preempt_persist, lambda t: sysctl_conf_set(facts.PREEMPT, "1", t.stamp)),
     Step("vip-now", Phase.CONFIGURE, "Service IP on the interface now",
-         lambda t: [facts.Ifconfig(t.interface), PasswordCurrent(t)], _judge_vip_now,
+         lambda t: [facts.Ifconfig(t.interface), PasswordCurrent(t), RuntimeKeyCurrent(t)], _judge_vip_now,
          lambda t: [set_vhid_command(t, add=True)]),
     Step("vip-persist", Phase.CONFIGURE, "Service IP in /etc/rc.conf",
          lambda t: [facts.FileText(RC_CONF), PasswordCurrent(t)], _judge_vip_persist, _vip_persist_plan),
