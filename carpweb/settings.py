@@ -203,6 +203,10 @@ DEFAULT_FROM_EMAIL = os.environ.get("CARPWEB_MAIL_FROM", "carpweb@localhost")
 # A delivery that fails is tried again this many times, waiting BACKOFF, 2 x BACKOFF, 4 x BACKOFF ... seconds.
 CARPWEB_NOTIFY_RETRIES = int(os.environ.get("CARPWEB_NOTIFY_RETRIES", "5"))
 CARPWEB_NOTIFY_BACKOFF = float(os.environ.get("CARPWEB_NOTIFY_BACKOFF", "2"))
+# More than CARPWEB_FLAP_LOSSES losses of MASTER within CARPWEB_FLAP_MINUTES make a cluster "flapping": one notice,
+# then silence until it calms down (a drill or a maintenance window is two losses; a link that keeps bouncing, many).
+CARPWEB_FLAP_LOSSES = int(os.environ.get("CARPWEB_FLAP_LOSSES", "4"))
+CARPWEB_FLAP_MINUTES = float(os.environ.get("CARPWEB_FLAP_MINUTES", "10"))
 # Webhooks connect to public addresses only; a chat relay on a private network is listed here (comma-separated
 # CIDRs, e.g. "10.20.0.0/16,fd00:1::/64").
 CARPWEB_WEBHOOK_ALLOWED_NETWORKS = os.environ.get("CARPWEB_WEBHOOK_ALLOWED_NETWORKS", "")

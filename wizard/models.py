@@ -50,6 +50,8 @@ class Cluster(models.Model):
     last_transition_at = models.DateTimeField(null=True, blank=True, help_text="the latest CARP transition seen")
     situation = models.CharField(max_length=20, blank=True, help_text="what was last notified: master:NAME, "
                                  "split, none")
+    events_judged = models.BigIntegerField(default=0, help_text="the last CARP event the collector's judgement read")
+    flapping = models.BooleanField(default=False, help_text="notices are grouped until the cluster calms down")
 
     class Meta:
         ordering = ["name"]
@@ -310,6 +312,9 @@ class Notice(models.Model):
         NO_MASTER = "no_master", "No MASTER"
         NODE_UNREACHABLE = "node_unreachable", "Node unreachable"
         DRIFT = "drift", "Drift found"
+        FAILOVER_REVERTED = "failover_reverted", "Failover, then back"
+        FLAPPING = "flapping", "Flapping"
+        CALM = "calm", "Calm again"
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="notices")
     kind = models.CharField(max_length=20, choices=Kind.choices)

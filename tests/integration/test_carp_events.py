@@ -247,3 +247,26 @@ def test_a_dead_webhook_retries_then_shows_failed_and_blocks_nothing(world, rece
         hung.close()
     page = admin_client.get("/notifications/").content.decode()
     assert "2 failed deliveries" in page and "could not deliver to the webhook" in page and "delivered" in page
+
+
+def test_a_flapping_link_is_told_once_per_failover_then_once_as_flapping(world, collector, receiver,
+                                                                         notifier_process):
+    """As a user tried it: the master's link bounced (down 5 s, up 9 s) and 0 notices came, because each failover
+    was undone before the collector's settle window went quiet. Now each is told once it settles, and past
+    CARPWEB_FLAP_LOSSES (4) losses of MASTER in CARPWEB_FLAP_MINUTES one "flapping" notice replaces the rest."""
+    services.target_add(address=receiver.url)
+    cluster = _configured(world)
+    wait_until(lambda: _situation(cluster) == "master:server-1", limit=30)
+    for _ in range(5):
+        world.fault("server-1", "link-down")
+        time.sleep(5)
+        world.fault("server-1", "link-up")
+        time.sleep(9)
+    wait_until(lambda: len(receiver.got) >= 3, limit=30)
+    time.sleep(5)  # nothing more arrives
+    kinds = [b["event"] for _, b in receiver.got]
+    print(f"\n5 flaps: {len(kinds)} webhook posts: {kinds}")
+    assert kinds == ["failover_reverted", "failover_reverted", "flapping"], kinds
+    first = receiver.got[0][1]
+    assert first["node"] == "server-1" and "server-1 lost 192.0.2.100 for" in first["reason"]
+    assert "(hardware interface down); server-2 held it meanwhile" in first["reason"]

@@ -356,3 +356,49 @@ def test_a_full_queue_sheds_the_session_and_says_so_instead_of_growing():
 
     assert Collector(Callbacks(line=lambda s, line: None, trouble=lambda s, why, seconds: None, heard=lambda s: None,
                                settle=lambda c, heard: True, nodes=dict)).lines.maxsize == QUEUE_LINES
+
+
+def test_a_master_that_lost_the_vip_and_took_it_back_is_an_episode():
+    t0 = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
+    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    window = [events.Transition("server-1", "MASTER", "INIT", "hardware interface down", at(0)),
+              events.Transition("server-2", "BACKUP", "MASTER", "master timed out", at(3.4)),
+              events.Transition("server-1", "INIT", "BACKUP", "initialization complete", at(5)),
+              events.Transition("server-1", "BACKUP", "MASTER", "preempting a slower master", at(5.1)),
+              events.Transition("server-2", "MASTER", "BACKUP", "more frequent advertisement received", at(5.1))]
+    (episode,) = events.reverted_episodes(window, "server-1")
+    assert (episode.node, episode.reason, episode.holders) == ("server-1", "hardware interface down", ("server-2",))
+    assert episode.seconds == 5.1
+    assert events.losses(window) == 2 and events.reverted_episodes(window, "server-2") == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flaps_are_told_once_each_then_grouped_then_calm(world, quick_carp, settings):
+    settings.CARPWEB_FLAP_LOSSES = 4
+    cluster, s1, s2 = _nodes(world)
+    seq = {s1.pk: 0, s2.pk: 0}
+
+    def log(server: Server, new: str, old: str, reason: str) -> None:
+        seq[server.pk] += 1
+        event_services.event_record(server_id=server.pk, line=_line(seq[server.pk], new, old=old, reason=reason))
+
+    log(s1, "MASTER", "BACKUP", "master timed out")
+    log(s2, "BACKUP", "INIT", "initialization complete")
+    assert event_services.cluster_evaluate(cluster_id=cluster.pk, heard=_heard(s1, s2))
+    for _ in range(5):  # server-1's link bounces: server-2 holds the VIP a few seconds, server-1 takes it back
+        log(s1, "INIT", "MASTER", "hardware interface down")
+        log(s2, "MASTER", "BACKUP", "master timed out")
+        log(s1, "BACKUP", "INIT", "initialization complete")
+        log(s1, "MASTER", "BACKUP", "preempting a slower master")
+        log(s2, "BACKUP", "MASTER", "more frequent advertisement received")
+        assert event_services.cluster_evaluate(cluster_id=cluster.pk, heard=_heard(s1, s2))
+    kinds = list(Notice.objects.order_by("id").values_list("kind", flat=True))
+    # Each flap is 2 losses of MASTER: the first two are told one by one, the third crosses 4 and is grouped.
+    assert kinds == [Notice.Kind.FAILOVER_REVERTED, Notice.Kind.FAILOVER_REVERTED, Notice.Kind.FLAPPING], kinds
+    first = Notice.objects.order_by("id").first()
+    assert first is not None and "server-1 lost 192.0.2.100 for" in first.reason
+    assert "(hardware interface down); server-2 held it meanwhile" in first.reason
+    assert event_services.flapping_calm_check() == []  # still flapping
+    CarpEvent.objects.filter(cluster=cluster).update(received=timezone.now() - timedelta(hours=1))
+    assert event_services.flapping_calm_check() == [cluster.pk]
+    assert Notice.objects.latest("id").kind == Notice.Kind.CALM

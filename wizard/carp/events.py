@@ -181,3 +181,51 @@ def parse_line(line: str) -> NodeEvent | None:
                      iface if INTERFACE.match(iface) else UNKNOWN, old if old in STATES else UNKNOWN,
                      new if new in STATES else UNKNOWN, clean_reason(f"malformed line ({', '.join(bad)}): {reason}"),
                      malformed=True)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One recorded transition, as the cluster's judgement reads it."""
+
+    node: str
+    old: str
+    new: str
+    reason: str
+    time: datetime
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A master lost the vhid and took it back within one settle window: the end state equals the start state,
+    but for `seconds` someone else held the addresses (or nobody did)."""
+
+    node: str
+    lost: datetime
+    back: datetime
+    reason: str
+    holders: tuple[str, ...]
+
+    @property
+    def seconds(self) -> float:
+        return (self.back - self.lost).total_seconds()
+
+
+def reverted_episodes(transitions: list[Transition], master: str) -> list[Episode]:
+    """Each time `master` (the master before and after) left MASTER and came back, in time order."""
+    episodes: list[Episode] = []
+    lost: Transition | None = None
+    holders: list[str] = []
+    for t in sorted(transitions, key=lambda t: t.time):
+        if t.node == master and t.old == "MASTER" and t.new != "MASTER" and lost is None:
+            lost, holders = t, []
+        elif lost is not None and t.node != master and t.new == "MASTER" and t.node not in holders:
+            holders.append(t.node)
+        elif lost is not None and t.node == master and t.new == "MASTER":
+            episodes.append(Episode(master, lost.time, t.time, lost.reason, tuple(holders)))
+            lost = None
+    return episodes
+
+
+def losses(transitions: list[Transition]) -> int:
+    """How many times some node lost MASTER: a flapping cluster's count (a drill or a maintenance is two)."""
+    return sum(1 for t in transitions if t.old == "MASTER" and t.new != "MASTER")

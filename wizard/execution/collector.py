@@ -44,6 +44,7 @@ class Callbacks:
     settle: Callable[[int, dict[int, datetime]], bool]  # judge a cluster (given when each node was last heard);
     # False: not sure yet, ask again later
     nodes: Callable[[], dict[int, str]]  # server id -> what identifies its session (a change restarts it)
+    periodic: Callable[[], object] = lambda: None  # every SYNC_SECONDS: what needs time, not a line (calm clusters)
 
 
 class Behind(Exception):
@@ -183,6 +184,10 @@ class Collector:
             if time.monotonic() >= next_sync:
                 close_old_connections()
                 self.sync()
+                try:
+                    self.callbacks.periodic()
+                except Exception:  # a failing check must not stop the collector
+                    log.exception("collector: the periodic check failed")
                 next_sync = time.monotonic() + SYNC_SECONDS
             try:
                 kind, ident, text = self.lines.get(timeout=0.5)

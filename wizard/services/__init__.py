@@ -13,7 +13,7 @@ from .clusters import (
     servers_save,
 )
 from .errors import ConcurrentEdit, RoleRequired, ServiceError
-from .events import cluster_evaluate, event_record, followed_nodes, node_heard, node_trouble
+from .events import cluster_evaluate, event_record, flapping_calm_check, followed_nodes, node_heard, node_trouble
 from .fleet import NOT_READY, FleetItem, drift_check_all, fleet_start
 from .hostkeys import DiscoveredServer, HostKeyOffer, host_keys_fetch, host_keys_pin, interfaces_discover
 from .notifications import DELIVER, DeliveryFailed, delivery_attempt, notice_send, target_add, target_delete
@@ -23,7 +23,8 @@ from .users import must_change_password, password_change, user_create, user_set_
 __all__ = [
     "APPLIED_FIELDS", "DELIVER", "ConcurrentEdit", "RoleRequired",
     "DeliveryFailed", "DiscoveredServer", "HostKeyOffer", "ServiceError",
-    "cluster_evaluate", "delivery_attempt", "event_record", "followed_nodes", "node_heard", "node_trouble",
+    "cluster_evaluate", "delivery_attempt", "event_record", "flapping_calm_check", "followed_nodes", "node_heard",
+    "node_trouble",
     "notice_send", "target_add", "target_delete",
     "applied_settings_changed", "carp_password_generate", "cluster_delete", "cluster_readiness", "cluster_save",
     "NOT_READY", "FleetItem", "drift_check_all", "fleet_start",

@@ -4,7 +4,9 @@ cluster judged (one master, none, several) for notices, once its transitions hav
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -96,21 +98,68 @@ def situation_of(cluster: Cluster, heard: dict[int, datetime], now: datetime) ->
     return ("none" if len(fresh) == len(nodes) else None), names
 
 
+def _transitions(rows: Any) -> list[events.Transition]:
+    return [events.Transition(e.node, e.old_state, e.new_state, e.reason, e.node_time or e.received) for e in rows]
+
+
+def _losses_lately(cluster: Cluster) -> int:
+    since = timezone.now() - timedelta(minutes=settings.CARPWEB_FLAP_MINUTES)
+    return events.losses(_transitions(CarpEvent.objects.filter(cluster=cluster, received__gte=since)))
+
+
 def cluster_evaluate(*, cluster_id: int, heard: dict[int, datetime]) -> bool:
-    """Judge a cluster once its transitions settled: a notice when who is master changed since the last one.
-    The first look at a cluster with one master is silent (nothing changed that anyone saw). False when it
-    cannot be told yet (a node not heard lately): the collector asks again shortly."""
+    """Judge a cluster once its transitions settled: a notice when who is master changed since the last one, and
+    one when a master lost the VIP and took it back within the window (the end state equals the start state, but
+    clients saw a failover). The first look at a cluster with one master is silent. More than CARPWEB_FLAP_LOSSES
+    losses of MASTER within CARPWEB_FLAP_MINUTES send one "flapping" notice, then nothing until it calms down
+    (`flapping_calm_check`). False when it cannot be told yet (a node not heard lately): asked again shortly."""
     cluster = Cluster.objects.get(pk=cluster_id)
     situation, masters = situation_of(cluster, heard, timezone.now())
     if situation is None:
         return False
-    if situation == cluster.situation:
-        return True
+    window = list(CarpEvent.objects.filter(cluster=cluster, pk__gt=cluster.events_judged).order_by("id"))
+    judged = window[-1].pk if window else cluster.events_judged
+    changed = situation != cluster.situation
     with revisions.change():
-        Cluster.objects.filter(pk=cluster.pk).update(situation=situation)
-        if not (situation.startswith("master:") and not cluster.situation):
+        Cluster.objects.filter(pk=cluster.pk).update(situation=situation, events_judged=judged)
+        if cluster.flapping:
+            return True  # grouped: the flapping notice said it; the calm one will say when it ends
+        if window and _losses_lately(cluster) > settings.CARPWEB_FLAP_LOSSES:
+            Cluster.objects.filter(pk=cluster.pk).update(flapping=True)
+            notice_send(cluster=cluster, kind=Notice.Kind.FLAPPING, vhid=cluster.vhid, node=", ".join(masters),
+                        reason=f"{_losses_lately(cluster)} losses of MASTER within {settings.CARPWEB_FLAP_MINUTES:g} "
+                        "minutes; further failovers are not notified one by one until it calms down")
+        elif changed and not (situation.startswith("master:") and not cluster.situation):
             _notice_for(cluster, situation, masters)
+        elif not changed and len(masters) == 1:
+            episodes = events.reverted_episodes(_transitions(window), masters[0])
+            if episodes:
+                _notice_reverted(cluster, episodes)
     return True
+
+
+def flapping_calm_check() -> list[int]:
+    """Clusters marked flapping whose losses fell back within the limit: one "calm again" notice each."""
+    calmed = []
+    for cluster in Cluster.objects.filter(flapping=True):
+        if _losses_lately(cluster) <= settings.CARPWEB_FLAP_LOSSES:
+            with revisions.change():
+                Cluster.objects.filter(pk=cluster.pk).update(flapping=False)
+                notice_send(cluster=cluster, kind=Notice.Kind.CALM, vhid=cluster.vhid,
+                            reason=f"at most {settings.CARPWEB_FLAP_LOSSES} losses of MASTER in the last "
+                            f"{settings.CARPWEB_FLAP_MINUTES:g} minutes; failovers are notified one by one again")
+            calmed.append(cluster.pk)
+    return calmed
+
+
+def _notice_reverted(cluster: Cluster, episodes: list[events.Episode]) -> Notice:
+    """One notice for what the window held: who lost which address, for how long, why, and who held it."""
+    parts = [f"{e.node} lost {cluster.vip} for {e.seconds:.1f} s ({e.reason or 'no reason logged'}); "
+             + (f"{', '.join(e.holders)} held it meanwhile" if e.holders else "no node held it meanwhile")
+             for e in episodes]
+    return notice_send(cluster=cluster, kind=Notice.Kind.FAILOVER_REVERTED, node=episodes[0].node, vhid=cluster.vhid,
+                       old_state="MASTER", new_state="MASTER", reason=" ".join(f"{p}." for p in parts)[:1000],
+                       time=episodes[0].lost)
 
 
 def _notice_for(cluster: Cluster, situation: str, masters: list[str]) -> Notice:

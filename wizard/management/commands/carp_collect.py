@@ -17,7 +17,8 @@ def callbacks() -> Callbacks:
         trouble=lambda server_id, why, seconds: services.node_trouble(server_id=server_id, why=why, seconds=seconds),
         heard=lambda server_id: services.node_heard(server_id=server_id),
         settle=lambda cluster_id, heard: services.cluster_evaluate(cluster_id=cluster_id, heard=heard),
-        nodes=services.followed_nodes)
+        nodes=services.followed_nodes,
+        periodic=services.flapping_calm_check)
 
 
 class Command(BaseCommand):
