@@ -25,7 +25,12 @@ def test_fresh_cluster_all_green_then_rerun_changes_nothing(world):
     assert again.steps.filter(status="changed").count() == 0
     assert again.summary == "nothing to change"
     assert any("kldstat -q -m carp" in line for line in world.log("server-1"))
-    actions = list(AuditEntry.objects.filter(cluster_name="web").values_list("action", flat=True))
+
+    def both_audited() -> list[str] | None:  # the worker audits a run's end just after its status flips
+        actions = list(AuditEntry.objects.filter(cluster_name="web").values_list("action", flat=True))
+        return actions if actions.count("run.finish") == 2 else None
+
+    actions = wait_until(both_audited, limit=10)
     assert actions.count("hostkey.pin") == 2 and actions.count("run.start") == 2 and actions.count("run.finish") == 2
     finish = AuditEntry.objects.filter(action="run.finish").first()
     assert finish is not None and finish.after is not None
