@@ -63,7 +63,7 @@ def transitions(world, count: int) -> list[float]:  # type: ignore[no-untyped-de
     step = max(1, len(nodes) // count)
     for n, server in enumerate(nodes[::step][:count]):
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        line = f"bench {n + 1} {now} {server.cluster.vhid}@em0 BACKUP -> MASTER (master timed out)"
+        line = f"bench {n + 1} {now} 1@em0 BACKUP -> MASTER (master timed out)"
         t0 = time.monotonic()
         world.exec(server.name, ["sh", "-c", f"mkdir -p /var/log/carpweb && echo '{line}' >> {events.LOG}"],
                    check=True)

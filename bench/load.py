@@ -78,6 +78,7 @@ def main() -> dict[str, object]:
         from django.test import Client
 
         from wizard import services
+        from wizard.carp.steps import Vip
         from wizard.models import Run, Step
         from wizard.plan import plan_for
 
@@ -144,7 +145,7 @@ def main() -> dict[str, object]:
         for run in Run.objects.filter(pk__in=[r.pk for r in runs]):
             keys = list(Step.objects.filter(run=run).values_list("server_name", "name"))
             duplicated += len(keys) - len(set(keys))
-            plan = plan_for(Run.Kind.SETUP, configure_service_ip=True)
+            plan = plan_for(Run.Kind.SETUP, configure_service_ip=True, vips=[Vip("em0", 1, ("x",), key="1")])
             expected = 2 * (1 + len(plan.node_steps)) + len(plan.cluster_rows)  # per node: connect + its steps
             lost += max(0, expected - len(set(keys)))
             unfinished += Step.objects.filter(run=run, status__in=["pending", "running"]).count()

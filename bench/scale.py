@@ -40,7 +40,7 @@ def main() -> None:
     settings.ALLOWED_HOSTS = ["testserver"]
     call_command("migrate", verbosity=0)
     from wizard import audit
-    from wizard.models import Cluster, Server
+    from wizard.models import Cluster, Server, ServiceIP
 
     t0 = time.perf_counter()
     write_entries(args.entries)
@@ -49,8 +49,10 @@ def main() -> None:
     for start in range(0, args.clusters, 1000):
         with transaction.atomic():
             clusters = Cluster.objects.bulk_create([
-                Cluster(name=f"c{i:05d}", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100",
+                Cluster(name=f"c{i:05d}", subnet="192.0.2.0/24", gateway="192.0.2.1", interface="em0",
                         healthy=i % 2 == 0) for i in range(start, min(start + 1000, args.clusters))])
+            ServiceIP.objects.bulk_create([ServiceIP(cluster=c, interface="em0", vhid=1, addresses=["192.0.2.100/32"],
+                                                     search=" 192.0.2.100 ") for c in clusters])
             Server.objects.bulk_create([Server(cluster=c, name=f"s{j}", address=f"192.0.2.1{j}", ssh_host="h",
                                                carp_state="MASTER" if j == 1 else "BACKUP")
                                         for c in clusters for j in (1, 2)])

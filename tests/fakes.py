@@ -114,7 +114,7 @@ class FakeHost:
         if words == ["service", "devd", "restart"]:
             self.devd_restarts += 1
             return CommandResult(0, "Stopping devd.\nStarting devd.\n", "")
-        if command.startswith("for n in $(seq 0 63)"):
+        if command.startswith("f=1; for n in $(seq 0 63)"):
             return self._password_current(command, password)
         if command.startswith("k=$(ifconfig -k "):  # the running key against the password, on the host
             vhid = self.vhids.get(int(re.search(r" vhid (\d+) advbase", command).group(1)))  # type: ignore[union-attr]
@@ -195,10 +195,9 @@ class FakeHost:
 
     def _password_current(self, command: str, password: str) -> CommandResult:
         vhid = re.search(r'\*"vhid (\d+) "\*', command).group(1)  # type: ignore[union-attr]
-        for value in self.rc_conf.values():
-            if f"vhid {vhid} " in value and f" pass {password} alias " in value:
-                return CommandResult(0, "", "")
-        return CommandResult(1, "", "")
+        lines = [v for v in self.rc_conf.values() if f"vhid {vhid} " in v]
+        ok = bool(lines) and all(f" pass {password} " in v + " " for v in lines)
+        return CommandResult(0 if ok else 1, "", "")
 
 
 def answer_batch(command: str, answer: Callable[[str], CommandResult]) -> CommandResult | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from lab.world import Lab
-from wizard import services
-from wizard.models import Cluster, Run
+from wizard import crypto, services
+from wizard.models import Cluster, Run, ServiceIP
 
 
 def lab_cluster(lab: Lab, *, name: str = "web", users=("root", "root"), privileges=("root", "root"),
@@ -35,6 +35,15 @@ def lab_cluster(lab: Lab, *, name: str = "web", users=("root", "root"), privileg
     if pin:
         offers = services.host_keys_fetch(cluster=cluster)
         services.host_keys_pin(cluster=cluster, confirmed={o.server.pk: o.fingerprint for o in offers})
+    return cluster
+
+
+def make_cluster(*, vip: str = "", vhid: int = 1, interface: str = "em0", **fields) -> Cluster:
+    """A cluster row (as Cluster.objects.create) with, when `vip` is given, its one service IP on `interface`."""
+    cluster = Cluster.objects.create(interface=fields.pop("cluster_interface", interface), **fields)
+    if vip:
+        ServiceIP.objects.create(cluster=cluster, interface=interface, vhid=vhid, addresses=[f"{vip}/32"],
+                                 password_enc=crypto.encrypt("TestCarpPass1"))
     return cluster
 
 

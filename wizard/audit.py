@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import AuditCheckpoint, AuditEntry, Cluster, Server
+from .models import AuditCheckpoint, AuditEntry, Cluster, Server, ServiceIP
 
 MASKED = "(secret)"
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def record(action: str, *, obj: Any = None, cluster: Cluster | None = None, befo
     is_user = user is not None and getattr(user, "is_authenticated", False)
     if cluster is None and isinstance(obj, Cluster):
         cluster = obj
-    if cluster is None and isinstance(obj, Server):
+    if cluster is None and isinstance(obj, Server | ServiceIP):
         cluster = obj.cluster
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -121,15 +121,18 @@ def verify(*, full: bool = True) -> tuple[bool, int | None, str]:
 
 
 def cluster_snapshot(cluster: Cluster) -> dict[str, Any]:
-    return {"name": cluster.name, "subnet": cluster.subnet, "gateway": cluster.gateway, "vip": cluster.vip,
-            "vip_prefix": cluster.vip_prefix, "vhid": cluster.vhid, "advbase": cluster.advbase,
+    return {"name": cluster.name, "subnet": cluster.subnet, "gateway": cluster.gateway, "subnet6": cluster.subnet6,
             "interface": cluster.interface, "master_advskew": cluster.master_advskew,
-            "configure_service_ip": cluster.configure_service_ip,
-            "carp_password": MASKED if cluster.carp_password_enc else "", "_token": cluster.carp_password_enc}
+            "configure_service_ip": cluster.configure_service_ip}
+
+
+def service_ip_snapshot(sip: ServiceIP) -> dict[str, Any]:
+    return {"interface": sip.interface, "vhid": sip.vhid, "addresses": list(sip.addresses), "advbase": sip.advbase,
+            "announce": sip.announce, "carp_password": MASKED if sip.password_enc else "", "_token": sip.password_enc}
 
 
 def server_snapshot(server: Server) -> dict[str, Any]:
-    return {"name": server.name, "address": server.address, "ssh_host": server.ssh_host,
+    return {"name": server.name, "address": server.address, "address6": server.address6, "ssh_host": server.ssh_host,
             "ssh_port": server.ssh_port, "ssh_user": server.ssh_user, "auth": server.auth,
             "privilege": server.privilege, "preferred_master": server.preferred_master, "role": server.role,
             "credential": MASKED if server.secret_enc else "", "_token": server.secret_enc,

@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from . import validation as v
-from .models import Cluster, Run, Server
+from .models import Cluster, Run, Server, ServiceIP
 from .roles import Role
 from .services.webhooks import address_problem, header_name_problem, literal_address
 
@@ -17,6 +17,15 @@ SECRET_KEPT = "stored encrypted; leave empty to keep it"  # noqa: S105 - a hint,
 
 
 class ClusterForm(forms.ModelForm):
+    """The cluster's node-wide settings; when it is created, also its first service IP (more come in the Service
+    IPs step)."""
+
+    FIRST_SIP = ("vip", "vhid", "advbase", "carp_password", "vip_prefix_choice")
+    vip = forms.CharField(label="Service IP (VIP)", widget=forms.TextInput(attrs={"placeholder": "192.0.2.100"}),
+                          help_text="The first service IP; add more, IPv6 and on other interfaces, in step 4.")
+    vhid = forms.IntegerField(initial=1, help_text="1-255, the same on every server, unique on the network segment.")
+    advbase = forms.IntegerField(initial=1, help_text="Seconds between advertisements (1-254); failover takes about "
+                                 "3 x advbase.")
     carp_password = forms.CharField(
         required=False, label="CARP password", strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
@@ -28,25 +37,23 @@ class ClusterForm(forms.ModelForm):
 
     class Meta:
         model = Cluster
-        fields = ["name", "subnet", "gateway", "vip", "vhid", "advbase", "master_advskew", "configure_service_ip"]
-        labels = {"vip": "Service IP (VIP)", "vhid": "vhid", "advbase": "advbase",
-                  "master_advskew": "Preferred master's advskew",
-                  "configure_service_ip": "The wizard's run also configures the service IP"}
-        help_texts = {"vhid": "1-255, the same on every server, unique on the network segment.",
-                      "advbase": "Seconds between advertisements (1-254); failover takes about 3 x advbase.",
-                      "name": "A name for this cluster, e.g. web."}
+        fields = ["name", "subnet", "gateway", "subnet6", "master_advskew", "configure_service_ip"]
+        labels = {"master_advskew": "Preferred master's advskew", "subnet6": "IPv6 prefix (optional)",
+                  "configure_service_ip": "The wizard's run also configures the service IPs"}
+        help_texts = {"name": "A name for this cluster, e.g. web.",
+                      "subnet6": "The nodes' IPv6 prefix, when service IPs have IPv6 addresses: 2001:db8::/64."}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, first_service_ip: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["vip"].widget = forms.TextInput(attrs={"placeholder": "192.0.2.100"})
         self.fields["gateway"].widget = forms.TextInput(attrs={"placeholder": "192.0.2.1"})
         self.fields["subnet"].widget.attrs["placeholder"] = "192.0.2.0/24"
+        self.fields["subnet6"].widget.attrs["placeholder"] = "2001:db8::/64"
         self.fields["master_advskew"].required = False
         if self.instance.pk:
             self.initial["version"] = self.instance.version
-            self.fields["carp_password"].help_text = "Up to 19 bytes; " + SECRET_KEPT + "."
-            if self.instance.vip_prefix != 32:
-                self.initial["vip_prefix_choice"] = "subnet"
+        if self.instance.pk or not first_service_ip:
+            for name in self.FIRST_SIP:  # edited in the Service IPs step
+                del self.fields[name]
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -56,17 +63,15 @@ class ClusterForm(forms.ModelForm):
     def clean_subnet(self) -> str:
         return str(v.parse_network(self.cleaned_data["subnet"].strip()))
 
+    def clean_subnet6(self) -> str:
+        value = self.cleaned_data["subnet6"].strip()
+        return str(v.parse_network6(value)) if value else ""
+
     def clean_vhid(self) -> int:
-        vhid = self.cleaned_data["vhid"]
-        if not 1 <= vhid <= 255:
-            raise ValidationError("vhid is 1-255.")
-        return vhid
+        return v.validate_vhid(self.cleaned_data["vhid"])
 
     def clean_advbase(self) -> int:
-        advbase = self.cleaned_data["advbase"]
-        if not 1 <= advbase <= 254:
-            raise ValidationError("advbase is 1-254 seconds.")
-        return advbase
+        return v.validate_advbase(self.cleaned_data["advbase"])
 
     def clean_master_advskew(self) -> int:
         skew = self.cleaned_data["master_advskew"] or 0
@@ -87,7 +92,8 @@ class ClusterForm(forms.ModelForm):
             return data
         net = ipaddress.IPv4Network(subnet)
         seen: dict[str, str] = {}
-        for field, what in (("gateway", "gateway"), ("vip", "service IP")):
+        fields = (("gateway", "gateway"), ("vip", "service IP")) if "vip" in self.fields else (("gateway", "gateway"),)
+        for field, what in fields:
             if not data.get(field):
                 continue
             try:
@@ -98,8 +104,117 @@ class ClusterForm(forms.ModelForm):
             if addr in seen:
                 self.add_error(field, f"The {what} must differ from the {seen[addr]}.")
             seen[addr] = what
-        data["vip_prefix"] = 32 if data.get("vip_prefix_choice") != "subnet" else net.prefixlen
+            data[field] = addr
+        if "vip" in self.fields and data.get("vip") and not self.errors.get("vip"):
+            prefix = 32 if data.get("vip_prefix_choice") != "subnet" else net.prefixlen
+            data["first_service_ip"] = {"interface": "", "vhid": data.get("vhid"), "advbase": data.get("advbase"),
+                                        "addresses": [f"{data['vip']}/{prefix}"], "password": data.get("carp_password")}
         return data
+
+
+class ServiceIPForm(forms.Form):
+    """One service IP: a vhid on an interface, its addresses, advbase, password and announcement mode."""
+
+    id = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    interface = forms.CharField(max_length=15, widget=forms.TextInput(attrs={"placeholder": "em0"}))
+    vhid = forms.IntegerField(help_text="1-255, unique on the interface's segment.")
+    addresses = forms.CharField(max_length=800, widget=forms.TextInput(
+        attrs={"placeholder": "192.0.2.100, 2001:db8::100/64"}), help_text="IPv4 and/or IPv6, comma-separated; "
+        "IPv6 needs its prefix.")
+    advbase = forms.IntegerField(initial=1)
+    password = forms.CharField(required=False, strip=True, label="CARP password", widget=forms.PasswordInput(
+        render_value=False, attrs={"autocomplete": "new-password"}), help_text="Empty: generated (new) or kept.")
+    announce = forms.ChoiceField(choices=ServiceIP.Announce.choices, initial=ServiceIP.Announce.MULTICAST,
+                                 label="Announcements")
+
+    def clean_interface(self) -> str:
+        value = self.cleaned_data["interface"].strip()
+        v.validate_interface(value)
+        return value
+
+    def clean_vhid(self) -> int:
+        return v.validate_vhid(self.cleaned_data["vhid"])
+
+    def clean_advbase(self) -> int:
+        return v.validate_advbase(self.cleaned_data["advbase"])
+
+    def clean_addresses(self) -> list[str]:
+        return v.parse_service_addresses(self.cleaned_data["addresses"])
+
+    def clean_password(self) -> str:
+        value = self.cleaned_data["password"]
+        if value:
+            v.validate_carp_password(value)
+        return value
+
+
+class BaseServiceIPFormSet(forms.BaseFormSet):
+    """The cluster's service IPs: vhids unique per interface, addresses unique, inside the nodes' networks on
+    the nodes' interface; unicast only for a pair whose every node has the address family's address."""
+
+    def __init__(self, *args: Any, cluster: Cluster, **kwargs: Any) -> None:
+        self.cluster = cluster
+        super().__init__(*args, **kwargs)
+
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        cluster = self.cluster
+        nodes = list(cluster.servers.filter(role=Server.Role.NODE))
+        reserved = {cluster.gateway: "the gateway", **{s.address: f"{s.name}'s address" for s in nodes},
+                    **{s.address6: f"{s.name}'s address" for s in nodes if s.address6}}
+        net = ipaddress.IPv4Network(cluster.subnet) if cluster.subnet else None
+        net6 = ipaddress.IPv6Network(cluster.subnet6) if cluster.subnet6 else None
+        vhids: set[tuple[str, int]] = set()
+        seen: dict[str, int] = {}
+        rows = 0
+        for form in self.forms:
+            row = form.cleaned_data
+            if not row or row.get("DELETE"):
+                continue
+            rows += 1
+            key = (row["interface"], row["vhid"])
+            if key in vhids:
+                form.add_error("vhid", f"vhid {row['vhid']} is already used on {row['interface']} in this cluster.")
+            vhids.add(key)
+            for address in row["addresses"]:
+                host = address.split("/")[0]
+                addr = ipaddress.ip_address(host)
+                if str(addr) in reserved:
+                    form.add_error("addresses", f"{host} is {reserved[str(addr)]}.")
+                elif str(addr) in seen:
+                    form.add_error("addresses", f"{host} is in another service IP already.")
+                seen[str(addr)] = 1
+                if row["interface"] == cluster.interface:
+                    if addr.version == 4 and net is not None and addr not in net:
+                        form.add_error("addresses", f"{host} is outside the nodes' subnet {net} on "
+                                       f"{cluster.interface}.")
+                    if addr.version == 6 and net6 is not None and addr not in net6:
+                        form.add_error("addresses", f"{host} is outside the nodes' IPv6 prefix {net6}.")
+            if row["announce"] == ServiceIP.Announce.UNICAST:
+                problem = unicast_problem(nodes, row["addresses"], row["interface"], cluster.interface)
+                if problem:
+                    form.add_error("announce", problem)
+        if rows == 0:
+            raise ValidationError("A cluster needs at least one service IP.")
+
+
+def unicast_problem(nodes: list[Server], addresses: list[str], interface: str, node_interface: str) -> str | None:
+    """Why unicast cannot be offered here (None: it can): ifconfig's `peer` takes one address, the other node's
+    on the same interface; FreeBSD 14.0 or later (checked by preflight, which reads each node's version)."""
+    if len(nodes) != 2:
+        return f"Unicast names one peer, so it needs exactly 2 nodes (this cluster has {len(nodes)})."
+    if interface != node_interface:
+        return (f"Unicast peers are the nodes' addresses on {node_interface}; for {interface} choose multicast "
+                "(carpweb knows no node addresses there).")
+    if any(":" in a for a in addresses) and not all(s.address6 for s in nodes):
+        return "Unicast IPv6 needs every node's IPv6 address (Servers step)."
+    return None
+
+
+ServiceIPFormSet = cast(type[BaseServiceIPFormSet], forms.formset_factory(
+    ServiceIPForm, formset=BaseServiceIPFormSet, extra=0, min_num=1, validate_min=True, max_num=255,
+    can_delete=True))
 
 
 class ServerForm(forms.Form):
@@ -107,6 +222,8 @@ class ServerForm(forms.Form):
     name = forms.CharField(max_length=63, widget=forms.TextInput(attrs={"placeholder": "server-1"}))
     address = forms.CharField(label="Address on the subnet",
                               widget=forms.TextInput(attrs={"placeholder": "192.0.2.11"}))
+    address6 = forms.CharField(label="IPv6 address (optional)", required=False,
+                               widget=forms.TextInput(attrs={"placeholder": "2001:db8::11"}))
     ssh_host = forms.CharField(label="SSH host", required=False, help_text="Defaults to the address.")
     ssh_port = forms.IntegerField(label="SSH port", initial=22, required=False)
     ssh_user = forms.CharField(label="SSH user", initial="root")
@@ -139,6 +256,18 @@ class ServerForm(forms.Form):
             return str(ipaddress.IPv4Address(value))
         except ValueError:
             raise ValidationError("Enter the server's IPv4 address on the subnet.") from None
+
+    def clean_address6(self) -> str | None:
+        value = self.cleaned_data["address6"].strip()
+        if not value:
+            return None
+        try:
+            addr = ipaddress.IPv6Address(value)
+        except ValueError:
+            raise ValidationError("Enter the server's IPv6 address, such as 2001:db8::11 (no prefix).") from None
+        if addr.is_link_local:
+            raise ValidationError("Enter its global address, not the link-local one.")
+        return str(addr)
 
     def clean_ssh_host(self) -> str:
         value = self.cleaned_data["ssh_host"].strip()
@@ -219,7 +348,9 @@ class BaseServerFormSet(forms.BaseFormSet):
         addrs: dict[str, str] = {}
         cluster = self.cluster
         net = ipaddress.IPv4Network(cluster.subnet) if cluster else None
-        reserved = {cluster.gateway: "the gateway", cluster.vip: "the service IP"} if cluster else {}
+        reserved = {cluster.gateway: "the gateway"} if cluster else {}
+        if cluster and cluster.pk:
+            reserved.update({h: "a service IP" for sip in cluster.service_ips.all() for h in sip.hosts})
         for form in self.forms:
             row = form.cleaned_data
             if not row:
@@ -350,6 +481,7 @@ class RunForm(forms.Form):
     kind = forms.ChoiceField(choices=Run.Kind.choices)
     target = forms.CharField(required=False)
     confirm = forms.BooleanField(required=False)
+    service_ip = forms.IntegerField(required=False, min_value=1)
 
 
 class AuditFilterForm(forms.Form):

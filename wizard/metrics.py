@@ -10,24 +10,36 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from . import health
-from .models import CarpEvent, Cluster, Run, Server
+from .models import CarpEvent, Cluster, Run, Server, ServiceIP
 
 STATES = ("INIT", "BACKUP", "MASTER")
 
 
 class CarpwebCollector(Collector):
     def collect(self) -> Iterator[Metric]:
-        state = GaugeMetricFamily("carpweb_carp_state", "1 for the node's current CARP state of its cluster's vhid",
-                                  labels=["cluster", "node", "vhid", "state"])
-        for s in Server.objects.filter(role=Server.Role.NODE).select_related("cluster"):
-            for name in STATES:
-                state.add_metric([s.cluster.name, s.name, str(s.cluster.vhid), name],
-                                 1.0 if s.carp_state == name else 0.0)
+        state = GaugeMetricFamily("carpweb_carp_state", "1 for the node's current CARP state of a service IP (its "
+                                  "latest transition, else the node's state at the last Check)",
+                                  labels=["cluster", "node", "vhid", "interface", "service_ip", "state"])
+        last: dict[tuple[int, int, str], str] = {}
+        for server_id, vhid, iface, new in CarpEvent.objects.order_by("id").values_list(
+                "server_id", "vhid", "interface", "new_state"):
+            last[(server_id, vhid, iface)] = new
+        sips = list(ServiceIP.objects.select_related("cluster"))
+        nodes: dict[int, list[Server]] = {}
+        for s in Server.objects.filter(role=Server.Role.NODE):
+            nodes.setdefault(s.cluster_id, []).append(s)
+        for sip in sips:
+            for s in nodes.get(sip.cluster_id, []):
+                now_state = last.get((s.pk, sip.vhid, sip.interface), s.carp_state)
+                for name in STATES:
+                    state.add_metric([sip.cluster.name, s.name, str(sip.vhid), sip.interface, ",".join(sip.hosts),
+                                      name], 1.0 if now_state == name else 0.0)
         yield state
         transitions = CounterMetricFamily("carpweb_carp_transitions", "CARP transitions recorded",
-                                          labels=["cluster", "node"])
-        for cluster, node, n in CarpEvent.objects.values_list("cluster__name", "node").annotate(n=Count("id")):
-            transitions.add_metric([cluster, node], n)
+                                          labels=["cluster", "node", "vhid"])
+        for cluster, node, vhid, n in CarpEvent.objects.values_list("cluster__name", "node", "vhid").annotate(
+                n=Count("id")):
+            transitions.add_metric([cluster, node, str(vhid)], n)
         yield transitions
         age = GaugeMetricFamily("carpweb_check_age_seconds", "seconds since the cluster's last Check",
                                 labels=["cluster"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -29,20 +31,16 @@ class Account(models.Model):
 
 class Cluster(models.Model):
     name = models.CharField(max_length=63, unique=True)
-    subnet = models.CharField(max_length=18, help_text="IPv4 network in CIDR form, e.g. 192.0.2.0/24")
+    subnet = models.CharField(max_length=18, help_text="the nodes' IPv4 network in CIDR form, e.g. 192.0.2.0/24")
     gateway = models.GenericIPAddressField(protocol="IPv4")
-    vip = models.GenericIPAddressField(protocol="IPv4", verbose_name="service IP")
-    vip_prefix = models.PositiveSmallIntegerField(default=32)
-    vhid = models.PositiveSmallIntegerField(default=1)
-    advbase = models.PositiveSmallIntegerField(default=1)
-    interface = models.CharField(max_length=15, blank=True)
-    carp_password_enc = models.TextField(blank=True)
+    interface = models.CharField(max_length=15, blank=True, help_text="the interface of the nodes' own addresses")
+    subnet6 = models.CharField(max_length=43, blank=True, help_text="the nodes' IPv6 prefix, e.g. 2001:db8::/64")
     master_advskew = models.PositiveSmallIntegerField(default=0, help_text="advskew of the preferred master")
     configure_service_ip = models.BooleanField(default=True, help_text="the wizard's run also configures the VIP")
     diagnosis = models.TextField(blank=True, help_text="the last check's findings, one per line")
     checked_at = models.DateTimeField(null=True, blank=True)
     healthy = models.BooleanField(null=True, blank=True)
-    service_ip_configured = models.BooleanField(default=False)
+    service_ip_configured = models.BooleanField(default=False, help_text="Configure succeeded for its service IPs")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
@@ -58,6 +56,58 @@ class Cluster(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ServiceIP(models.Model):
+    """One vhid on one interface with its addresses (IPv4 and/or IPv6): what FreeBSD calls a CARP address set.
+    A cluster (its nodes) carries any number; demotion, preempt and maintenance stay node-wide."""
+
+    class Announce(models.TextChoices):
+        MULTICAST = "multicast", "Multicast (224.0.0.18 / ff02::12)"
+        UNICAST = "unicast", "Unicast to the other nodes (FreeBSD 14.0+)"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="service_ips")
+    position = models.PositiveSmallIntegerField(default=0)
+    interface = models.CharField(max_length=15, blank=True, help_text="empty until the nodes' interface is chosen")
+    vhid = models.PositiveSmallIntegerField()
+    addresses = models.JSONField(default=list, help_text='["192.0.2.100/32", "2001:db8::100/64"]')
+    advbase = models.PositiveSmallIntegerField(default=1)
+    password_enc = models.TextField(blank=True)
+    announce = models.CharField(max_length=10, choices=Announce.choices, default=Announce.MULTICAST)
+    configured = models.BooleanField(default=False, help_text="Configure put it on every node")
+    state = models.CharField(max_length=200, blank=True, help_text="the last check's per-node states")
+    search = models.CharField(max_length=900, blank=True, db_index=True,
+                              help_text="' ADDR ADDR ': what the inventory's search matches (kept by save)")
+
+    class Meta:
+        ordering = ["cluster", "position", "id"]
+        verbose_name = "service IP"
+        constraints = [models.UniqueConstraint(fields=["cluster", "interface", "vhid"],
+                                               name="unique_vhid_per_interface")]
+
+    def __str__(self) -> str:
+        return f"vhid {self.vhid} on {self.interface}: {', '.join(self.addresses)}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.search = " " + " ".join(self.hosts) + " "
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "search"}
+        super().save(*args, **kwargs)
+
+    @property
+    def unicast(self) -> bool:
+        return self.announce == self.Announce.UNICAST
+
+    @property
+    def hosts(self) -> list[str]:
+        """The addresses without their prefix."""
+        return [a.split("/")[0] for a in self.addresses]
+
+    @property
+    def master(self) -> str:
+        """Its MASTER as the last Check saw it (several: "split"; none: "")."""
+        masters = [part.rsplit(" ", 1)[0] for part in self.state.split(", ") if part.endswith(" MASTER")]
+        return masters[0] if len(masters) == 1 else "split" if masters else ""
 
 
 class Server(models.Model):
@@ -78,6 +128,8 @@ class Server(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
     name = models.CharField(max_length=63)
     address = models.GenericIPAddressField(protocol="IPv4")
+    address6 = models.GenericIPAddressField(protocol="IPv6", null=True, blank=True,
+                                            help_text="its IPv6 address on the same interface, if any")
     ssh_host = models.CharField(max_length=253)
     ssh_port = models.PositiveIntegerField(default=22)
     ssh_user = models.CharField(max_length=32, default="root")
@@ -98,6 +150,8 @@ class Server(models.Model):
     events_seq = models.BigIntegerField(default=0)
     events_heard_at = models.DateTimeField(null=True, blank=True)
     events_error = models.TextField(blank=True, help_text="why the collector cannot follow the node, if it cannot")
+    freebsd_release = models.CharField(max_length=40, blank=True, help_text="uname -r, as discovery last read it")
+    seen_vhids = models.JSONField(default=dict, blank=True, help_text="vhids by interface, as discovery last saw")
 
     class Meta:
         ordering = ["cluster", "position", "id"]
@@ -113,12 +167,13 @@ class Run(models.Model):
         PREFLIGHT = "preflight", "Preflight"
         PREPARE = "prepare", "Prepare"
         VERIFY = "verify", "Verify"
-        CONFIGURE = "configure", "Configure service IP"
+        CONFIGURE = "configure", "Configure service IPs"
         CHECK = "check", "Check"
         DRILL = "drill", "Failover drill"
         MAINTENANCE_ON = "maintenance-on", "Maintenance on"
         MAINTENANCE_OFF = "maintenance-off", "Maintenance off"
-        REMOVE = "remove", "Remove service IP"
+        REMOVE = "remove", "Remove service IPs"
+        HANDOVER = "handover", "Planned handover"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -140,7 +195,9 @@ class Run(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.USER)
     target = models.ForeignKey("Server", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                               help_text="the node of a maintenance run")
+                               help_text="the node of a maintenance run, the new master of a handover")
+    service_ip = models.ForeignKey(ServiceIP, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                   help_text="a Remove of one service IP (empty: all of them)")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_by_name = models.CharField(max_length=150, blank=True)
     created = models.DateTimeField(auto_now_add=True)
@@ -214,7 +271,12 @@ class Step(models.Model):
 
 
 class Drill(models.Model):
-    """One failover rehearsal: what a client saw, against CARP's bound."""
+    """One failover rehearsal (what a client saw, against CARP's bound), or one planned handover (the probes each
+    service IP lost while every one moved to the named node)."""
+
+    class Kind(models.TextChoices):
+        DRILL = "drill", "Failover drill"
+        HANDOVER = "handover", "Planned handover"
 
     class Status(models.TextChoices):
         RUNNING = "running", "Running"
@@ -235,6 +297,8 @@ class Drill(models.Model):
     demoted = models.ForeignKey(Server, null=True, on_delete=models.SET_NULL, related_name="+")
     demotion_pending = models.BooleanField(default=False, help_text="demoted and not yet restored")
     message = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DRILL)
+    probes = models.JSONField(default=list, blank=True, help_text='per address: {"address", "sent", "lost"}')
 
     class Meta:
         ordering = ["-started"]

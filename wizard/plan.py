@@ -9,8 +9,8 @@ from enum import StrEnum
 
 from .carp import events, service_ip
 from .carp import steps as carp_steps
-from .carp.steps import Phase, Step, Target
-from .models import Cluster, Run, Server
+from .carp.steps import Phase, Step, Target, Vip
+from .models import Cluster, Run, Server, ServiceIP
 from .models import Step as StepRow
 from .roles import Role
 
@@ -21,12 +21,14 @@ class ClusterOp(StrEnum):
     CHECK = "check"
     MAINTENANCE = "maintenance"
     DRILL = "drill"
+    HANDOVER = "handover"
 
 
 # The step rows of each cluster operation: (name, title).
 CLUSTER_ROWS: dict[ClusterOp, list[tuple[str, str]]] = {
     ClusterOp.CHECK: [("check", "One MASTER, the rest BACKUP, VIP answers")],
     ClusterOp.MAINTENANCE: [("maintenance", "Maintenance (demotion)")],
+    ClusterOp.HANDOVER: [("handover", "Every service IP to the named node, by demotion, probed every 10 ms")],
     ClusterOp.DRILL: [("drill-demote", "Demote the master (demotion 240)"),
                       ("drill-takeover", "A backup takes over"),
                       ("drill-restore", "Restore the demotion (-240)"),
@@ -47,6 +49,7 @@ class KindPlan:
     configures: bool = False  # a success means the service IP is configured on every node
     removes: bool = False  # a success means it is gone
     maintenance: bool | None = None  # on or off, for the maintenance kinds (they name a target node)
+    handover: bool = False  # names the node that takes every service IP
     optional_configure: bool = False  # setup: also configure when the cluster asks for it
     needs_service_ip: bool = False  # only for clusters whose service IP is configured
 
@@ -65,8 +68,31 @@ PLANS: dict[str, KindPlan] = {
     Kind.MAINTENANCE_OFF: KindPlan(Role.OPERATOR, (), (ClusterOp.MAINTENANCE, ClusterOp.CHECK), maintenance=False,
                                    needs_service_ip=True),
     Kind.REMOVE: KindPlan(Role.ADMIN, (Phase.REMOVE,), removes=True),
+    # The check after a handover waits for the service IPs to sit on the named node (the others in maintenance).
+    Kind.HANDOVER: KindPlan(Role.OPERATOR, (), (ClusterOp.HANDOVER, ClusterOp.CHECK), maintenance=True,
+                            needs_service_ip=True, handover=True),
 }
 assert set(PLANS) == set(Kind.values), "every kind of run has a plan"
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A node step as a run plans it: node-wide, or one service IP's (its rows are named after it)."""
+
+    step: Step
+    vip: Vip | None = None
+
+    @property
+    def name(self) -> str:
+        return self.step.row_name(self.vip)
+
+    @property
+    def title(self) -> str:
+        return self.step.row_title(self.vip)
+
+    @property
+    def phase(self) -> str:
+        return self.step.phase
 
 
 @dataclass(frozen=True)
@@ -78,14 +104,14 @@ class RunPlan:
     nodes or none."""
 
     kind: str
-    stages: list[list[Step]] = field(default_factory=list)
+    stages: list[list[PlannedStep]] = field(default_factory=list)
     cluster_ops: tuple[ClusterOp, ...] = ()
     configures: bool = False
     removes: bool = False
     maintenance: bool | None = None
 
     @property
-    def node_steps(self) -> list[Step]:
+    def node_steps(self) -> list[PlannedStep]:
         return [step for stage in self.stages for step in stage]
 
     @property
@@ -93,20 +119,36 @@ class RunPlan:
         return [row for op in self.cluster_ops for row in CLUSTER_ROWS[op]]
 
 
-def plan_for(kind: str, *, configure_service_ip: bool) -> RunPlan:
+def _expand(phase: Phase, vips: list[Vip], only_vips: bool) -> list[PlannedStep]:
+    """A phase's node-wide steps once and its per-service-IP steps once for each, grouped by service IP; Remove
+    takes the service IPs off before the node-wide devd rule goes. `only_vips`: one service IP's Remove (the
+    node-wide rule stays for the others)."""
+    steps = PHASE_STEPS[phase]
+    node_wide = [] if only_vips else [PlannedStep(s) for s in steps if not s.per_vip]
+    per = [PlannedStep(s, v) for v in vips for s in steps if s.per_vip]
+    return per + node_wide if phase == Phase.REMOVE else node_wide + per
+
+
+def plan_for(kind: str, *, configure_service_ip: bool, vips: list[Vip] | None = None,
+             only_vips: bool = False) -> RunPlan:
     entry = PLANS[kind]
     phases, ops, configures = entry.phases, entry.cluster_ops, entry.configures
     if entry.optional_configure and configure_service_ip:
         phases, ops, configures = (*phases, Phase.CONFIGURE), (*ops, ClusterOp.CHECK), True
-    before = [step for phase in phases if phase != Phase.CONFIGURE for step in PHASE_STEPS[phase]]
+    vips = vips or []
+    before = [step for phase in phases if phase != Phase.CONFIGURE for step in _expand(phase, vips, only_vips)]
     stages = [before] if before else []
     if Phase.CONFIGURE in phases:
-        stages.append(PHASE_STEPS[Phase.CONFIGURE])
+        stages.append(_expand(Phase.CONFIGURE, vips, only_vips))
     return RunPlan(kind, stages, ops, configures, entry.removes, entry.maintenance)
 
 
-def run_plan(run: Run) -> RunPlan:
-    return plan_for(run.kind, configure_service_ip=run.cluster.configure_service_ip)
+def run_plan(run: Run, vips: list[Vip]) -> RunPlan:
+    """The run's plan; a Remove of one service IP (run.service_ip) plans only its rows."""
+    one = run.kind == Kind.REMOVE and run.service_ip_id is not None
+    if one:
+        vips = [v for v in vips if v.key == str(run.service_ip_id)]
+    return plan_for(run.kind, configure_service_ip=run.cluster.configure_service_ip, vips=vips, only_vips=one)
 
 
 def status_label(status: str, phase: str) -> str:
@@ -116,8 +158,21 @@ def status_label(status: str, phase: str) -> str:
     return str(StepRow.Status(status).label) if status in StepRow.Status.values else status
 
 
-def targets(cluster: Cluster, servers: list[Server], stamp: str) -> dict[str, Target]:
-    """The CARP nodes as the steps see them: the preferred master gets the cluster's advskew, backups 100, 200..."""
+def vip_of(sip: ServiceIP, peer: Server | None = None, interface: str = "") -> Vip:
+    """The service IP as the steps see it on one node; `peer` is the other node when it announces by unicast;
+    `interface` the nodes' one, for a service IP made before it was chosen."""
+    unicast = sip.unicast and peer is not None
+    return Vip(sip.interface or interface, sip.vhid, tuple(sip.addresses), sip.advbase,
+               peer=peer.address if unicast and peer and any(":" not in a for a in sip.addresses) else "",
+               peer6=(peer.address6 or "") if unicast and peer and any(":" in a for a in sip.addresses) else "",
+               key=str(sip.pk))
+
+
+def targets(cluster: Cluster, servers: list[Server], stamp: str, sips: list[ServiceIP] | None = None) -> \
+        dict[str, Target]:
+    """The CARP nodes as the steps see them: the preferred master gets the cluster's advskew, backups 100, 200...
+    (node-wide: every service IP of a node has its advskew, so preempt keeps them on one node)."""
+    sips = list(cluster.service_ips.all()) if sips is None else sips
     nodes = [s for s in servers if s.role == Server.Role.NODE]
     master = next((s for s in nodes if s.preferred_master), nodes[0] if nodes else None)
     backups = [s for s in nodes if s is not master]
@@ -125,6 +180,13 @@ def targets(cluster: Cluster, servers: list[Server], stamp: str) -> dict[str, Ta
                      strict=True))
     if master:
         skews[master.name] = cluster.master_advskew
-    return {s.name: Target(s.name, s.address, cluster.subnet, cluster.gateway, cluster.vip, cluster.vhid,
-                           cluster.interface, stamp, advskew=skews[s.name], advbase=cluster.advbase,
-                           vip_prefix=cluster.vip_prefix, reapply=cluster.healthy is False) for s in nodes}
+
+    def peer(s: Server) -> Server | None:  # unicast has one peer: the other node of a pair
+        others = [o for o in nodes if o is not s]
+        return others[0] if len(others) == 1 else None
+
+    return {s.name: Target(s.name, s.address, cluster.subnet, cluster.gateway, cluster.interface, stamp,
+                           advskew=skews[s.name], reapply=cluster.healthy is False,
+                           vips=tuple(vip_of(sip, peer(s), cluster.interface) for sip in sips),
+                           address6=s.address6 or "")
+            for s in nodes}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -15,11 +16,19 @@ from .carp.steps import OPERATION_PHASES
 from .execution.reaper import stale_since
 from .models import AuditEntry, CarpEvent, Cluster, Delivery, Notice, NotificationTarget, Run, Server, Step
 from .plan import plan_for, targets
-from .services.clusters import cluster_readiness
+from .services.clusters import cluster_readiness, shared_servers
 from .timeline import cluster_timeline
 
 INVENTORY_STATES = [("", "any state"), ("healthy", "healthy"), ("degraded", "degraded"),
                     ("never", "never verified")]
+
+
+def _compressed(text: str) -> str:
+    """An IPv6 address as FreeBSD and carpweb print it (2001:0db8:0::100 -> 2001:db8::100); else the text."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return text
 
 
 def cluster_inventory(*, q: str = "", state: str = "") -> QuerySet[Cluster]:
@@ -30,14 +39,21 @@ def cluster_inventory(*, q: str = "", state: str = "") -> QuerySet[Cluster]:
                                   last_run_kind=Subquery(last.values("kind")[:1]),
                                   last_run_at=Subquery(last.values("created")[:1]))
     if q:
-        qs = qs.filter(Q(name__icontains=q) | Q(vip__startswith=q) | Q(servers__name__icontains=q)).distinct()
+        # Any address finds its cluster: a service IP's (IPv4 or IPv6, as typed or compressed), a node's.
+        words = {q, _compressed(q)}
+        by_address = Q()
+        for w in words:
+            by_address |= Q(service_ips__search__icontains=" " + w) | Q(servers__address__startswith=w) | \
+                Q(servers__address6__istartswith=w)
+        qs = qs.filter(Q(name__icontains=q) | by_address | Q(servers__name__icontains=q)).distinct()
     if state == "healthy":
         qs = qs.filter(healthy=True)
     elif state == "degraded":
         qs = qs.filter(healthy=False)
     elif state == "never":
         qs = qs.filter(healthy__isnull=True)
-    return qs.prefetch_related(Prefetch("servers", queryset=Server.objects.order_by("position"))).order_by("name")
+    return qs.prefetch_related(Prefetch("servers", queryset=Server.objects.order_by("position")),
+                               "service_ips").order_by("name")
 
 
 def audit_entries(filters: dict[str, Any]) -> QuerySet[AuditEntry]:
@@ -108,6 +124,7 @@ def notifications_page() -> dict[str, Any]:
 def cluster_page(cluster: Cluster) -> dict[str, Any]:
     """What the cluster page and its live events show."""
     return {"cluster": cluster, "servers": list(cluster.servers.all()), "runs": cluster.runs.all()[:20],
+            "service_ips": list(cluster.service_ips.all()), "shared": shared_servers(cluster=cluster),
             "problems": cluster_readiness(cluster=cluster), "drills": cluster.drills.all()[:20],
             "diagnosis": [d for d in cluster.diagnosis.splitlines() if d], "timeline": cluster_timeline(cluster),
             "events": list(cluster.carp_events.all()[:10])}
@@ -147,15 +164,18 @@ def command_plan(cluster: Cluster) -> list[tuple[str, list[PlannedStep]]]:
     the last run saw. The password shows as "$CARP_PASS": it travels on stdin, never in a command."""
     last_run = cluster.runs.filter(status__in=[Run.Status.OK, Run.Status.FAILED]).first()
     last = {(s.server_name, s.name): s.status for s in Step.objects.filter(run=last_run)} if last_run else {}
-    steps = plan_for(Run.Kind.SETUP, configure_service_ip=cluster.configure_service_ip).node_steps
+    found = targets(cluster, list(cluster.servers.all()), "<timestamp>")
+    vips = list(next(iter(found.values())).vips) if found else []
+    steps = plan_for(Run.Kind.SETUP, configure_service_ip=cluster.configure_service_ip, vips=vips).node_steps
     plan = []
-    for name, target in targets(cluster, list(cluster.servers.all()), "<timestamp>").items():
+    for name, target in found.items():
         if not cluster.interface:
             target = replace(target, interface="<interface>")
         rows = []
-        for step in steps:
-            state, tone = _forecast(step.phase, last.get((name, step.name)))
-            rows.append(PlannedStep(step.title, step.phase, step.read_commands(target), step.changes(target), state,
-                                    tone))
+        for planned in steps:
+            own = target.for_vip(next(v for v in target.vips if v.key == planned.vip.key)) if planned.vip else target
+            state, tone = _forecast(planned.phase, last.get((name, planned.name)))
+            rows.append(PlannedStep(planned.title, planned.phase, planned.step.read_commands(own),
+                                    planned.step.changes(own), state, tone))
         plan.append((name, rows))
     return plan

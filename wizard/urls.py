@@ -17,6 +17,7 @@ urlpatterns = [
     path("clusters/<int:pk>/wizard/cluster/", views.wizard_cluster, name="wizard-cluster"),
     path("clusters/<int:pk>/wizard/servers/", views.wizard_servers, name="wizard-servers"),
     path("clusters/<int:pk>/wizard/interface/", views.wizard_interface, name="wizard-interface"),
+    path("clusters/<int:pk>/wizard/service-ips/", views.wizard_service_ips, name="wizard-service-ips"),
     path("clusters/<int:pk>/wizard/discover/", views.wizard_discover, name="wizard-discover"),
     path("clusters/<int:pk>/wizard/review/", views.wizard_review, name="wizard-review"),
     path("clusters/<int:pk>/hostkeys/", views.host_keys, name="host-keys"),

@@ -12,14 +12,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import audit, crypto, revisions, selectors, services
-from .forms import ClusterForm, HostKeyPinForm, InterfaceForm, RunForm, ServerFormSet
+from . import audit, revisions, selectors, services
+from .forms import ClusterForm, HostKeyPinForm, InterfaceForm, RunForm, ServerFormSet, ServiceIPFormSet
 from .models import Cluster, Run
 from .plan import PLANS
 from .roles import Role, has_role, require_role
 
 WIZARD_STEPS = [("wizard-cluster", "Cluster"), ("wizard-servers", "Servers"), ("wizard-interface", "Interface"),
-                ("wizard-review", "Review"), ("run", "Run")]
+                ("wizard-service-ips", "Service IPs"), ("wizard-review", "Review"), ("run", "Run")]
 
 
 def _wizard(request: HttpRequest, template: str, cluster: Cluster | None, current: int, **ctx: Any) -> HttpResponse:
@@ -75,19 +75,19 @@ def wizard_cluster(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             cluster = services.cluster_save(cluster=cluster, data=form.cleaned_data,
-                                            carp_password=form.cleaned_data["carp_password"],
                                             expected_version=form.cleaned_data.get("version"))
         except services.ConcurrentEdit as e:
             form.add_error(None, str(e))
         else:
-            _offer_reconfigure(request, cluster, services.applied_settings_changed(before, cluster))
+            if before and before.get("interface") != cluster.interface:
+                _offer_reconfigure(request, cluster, ["the interface"])
             return redirect("wizard-servers", pk=cluster.pk)
     return _wizard(request, "wizard/step_cluster.html", cluster, 0, form=form)
 
 
 def _server_initial(cluster: Cluster) -> list[dict[str, Any]]:
-    fields = ("name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege", "preferred_master",
-              "role")
+    fields = ("name", "address", "address6", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
+              "preferred_master", "role")
     rows: list[dict[str, Any]] = [{"id": s.pk, **{f: getattr(s, f) for f in fields}} for s in cluster.servers.all()]
     return rows or [{"name": "server-1", "preferred_master": True}, {"name": "server-2"}]
 
@@ -98,7 +98,7 @@ def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and request.GET.get("add"):
         # Another row: keep every typed value (secrets excepted: they are never sent back to the browser).
         total = int(request.POST.get("servers-TOTAL_FORMS", "2") or 2)
-        fields = ("id", "name", "address", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
+        fields = ("id", "name", "address", "address6", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
                   "preferred_master", "role")
         initial = [{f: request.POST.get(f"servers-{i}-{f}") for f in fields} for i in range(min(total, 199))]
         formset = ServerFormSet(initial=[*initial, {"name": f"server-{total + 1}", "ssh_user": "root"}],
@@ -126,9 +126,50 @@ def wizard_interface(request: HttpRequest, pk: int) -> HttpResponse:
     form = InterfaceForm(request.POST or None, initial={"interface": cluster.interface})
     if request.method == "POST" and form.is_valid():
         services.cluster_save(cluster=cluster, data={"interface": form.cleaned_data["interface"]})
-        return redirect("wizard-review", pk=cluster.pk)
+        return redirect("wizard-service-ips", pk=cluster.pk)
     return _wizard(request, "wizard/step_interface.html", cluster, 2, form=form,
                    unpinned=cluster.servers.filter(host_key="").exists())
+
+
+SIP_FIELDS = ("id", "interface", "vhid", "addresses", "advbase", "announce")
+
+
+def _sip_initial(cluster: Cluster) -> list[dict[str, Any]]:
+    return [{"id": s.pk, "interface": s.interface or cluster.interface, "vhid": s.vhid,
+             "addresses": ", ".join(s.addresses), "advbase": s.advbase, "announce": s.announce}
+            for s in cluster.service_ips.all()] or [
+        {"interface": cluster.interface, "vhid": 1, "advbase": 1}]
+
+
+@require_role(Role.ADMIN)
+def wizard_service_ips(request: HttpRequest, pk: int) -> HttpResponse:
+    """Step 4: the cluster's service IPs (vhids with their addresses), added, edited or removed as a formset."""
+    cluster = get_object_or_404(Cluster, pk=pk)
+    if request.method == "POST" and request.GET.get("add"):
+        # Another row: every typed value kept (passwords excepted: never sent back to the browser).
+        total = int(request.POST.get("sips-TOTAL_FORMS", "1") or 1)
+        initial = [{f: request.POST.get(f"sips-{i}-{f}") for f in SIP_FIELDS} for i in range(min(total, 254))]
+        formset = ServiceIPFormSet(initial=[*initial, services.service_ip_suggest(cluster=cluster, rows=initial)],
+                                   cluster=cluster, prefix="sips")
+    elif request.method == "POST":
+        formset = ServiceIPFormSet(request.POST, cluster=cluster, prefix="sips")
+        if formset.is_valid():
+            rows = [f.cleaned_data for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+            version = request.POST.get("version", "")
+            before = {s.pk: audit.service_ip_snapshot(s) for s in cluster.service_ips.all()}
+            try:
+                services.service_ips_save(cluster=cluster, rows=rows,
+                                          expected_version=int(version) if version.isdigit() else None)
+            except services.ServiceError as e:
+                messages.error(request, str(e))
+            else:
+                _offer_reconfigure(request, cluster, services.applied_settings_changed(before, cluster))
+                return redirect("wizard-review", pk=cluster.pk)
+    else:
+        formset = ServiceIPFormSet(initial=_sip_initial(cluster), cluster=cluster, prefix="sips")
+    return _wizard(request, "wizard/step_service_ips.html", cluster, 3, formset=formset,
+                   unicast=services.unicast_offer(cluster=cluster),
+                   configured={s.pk for s in cluster.service_ips.filter(configured=True)})
 
 
 @require_POST
@@ -145,9 +186,9 @@ def wizard_discover(request: HttpRequest, pk: int) -> HttpResponse:
 @require_role(Role.ADMIN)
 def wizard_review(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
-    return _wizard(request, "wizard/step_review.html", cluster, 3, plan=selectors.command_plan(cluster),
+    return _wizard(request, "wizard/step_review.html", cluster, 4, plan=selectors.command_plan(cluster),
                    problems=services.cluster_readiness(cluster=cluster), servers=cluster.servers.all(),
-                   password_set=bool(crypto.decrypt(cluster.carp_password_enc)))
+                   service_ips=cluster.service_ips.all())
 
 
 @require_POST
@@ -193,7 +234,8 @@ def run_create(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied(f"{form.cleaned_data['kind']} needs the {needed} role.")
     try:
         run = services.run_start(cluster=cluster, kind=form.cleaned_data["kind"], user=request.user,
-                                 target=form.cleaned_data["target"], confirm=form.cleaned_data["confirm"])
+                                 target=form.cleaned_data["target"], confirm=form.cleaned_data["confirm"],
+                                 service_ip=form.cleaned_data["service_ip"])
     except services.ServiceError as e:
         messages.error(request, str(e))
         return redirect("wizard-review" if request.POST.get("back") == "review" else "cluster-detail", pk=pk)
@@ -210,12 +252,12 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         page = selectors.run_page(run)
     if page["rows"]:  # drawn, so the plan need not come again; rows drawn newer are skipped by the page (data-rev)
         rev = max(rev, run.planned_rev)
-    return _wizard(request, "wizard/run_detail.html", run.cluster, 4, rev=rev, **page)
+    return _wizard(request, "wizard/run_detail.html", run.cluster, 5, rev=rev, **page)
 
 
 def _offer_reconfigure(request: HttpRequest, cluster: Cluster, changed: list[str]) -> None:
     if changed:
-        messages.warning(request, f"You changed {', '.join(changed)} of {cluster.name}, which Configure already "
+        messages.warning(request, f"You changed {'; '.join(changed)} of {cluster.name}, which Configure already "
                          "applied on its servers: they keep the old values until Configure runs again.",
                          extra_tags=f"reconfigure cluster-{cluster.pk}")
 

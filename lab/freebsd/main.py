@@ -21,6 +21,7 @@ COMMANDS = {
     "route": net.route,
     "netstat": net.netstat,
     "ping": net.ping,
+    "ping6": net.ping6,
     "service": devd.service,
 }
 # What carp(4) logs as the reason of the transitions ucarp reports.

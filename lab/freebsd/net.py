@@ -95,6 +95,27 @@ def _relay(proc: subprocess.Popen[str], o: dict[str, str], target: str, size: st
     return seen, times
 
 
+PING6_USAGE = ("usage: ping6 [-DdfHnNoqrRtvwW] [-a addrtype] [-b bufsiz] [-c count] [-g gateway]\n"
+               "             [-h hoplimit] [-I interface] [-i wait] [-l preload] [-p pattern]\n"
+               "             [-S sourceaddr] [-s packetsize] [-x waittime] [-X timeout] [hops ...] host")
+
+
+def ping6(host: Host, argv: list[str]) -> int:
+    """FreeBSD's ping6 (13.x, and a link to `ping -6` on 14.x): -X is the whole run's timeout in seconds."""
+    try:
+        opts, args = getopt.getopt(argv, "c:X:x:i:s:qnS:")
+    except getopt.GetoptError:
+        err(PING6_USAGE)
+        return 64
+    if len(args) != 1 or ":" not in args[0]:
+        err(PING6_USAGE if len(args) != 1 else "ping6: cannot resolve %s: hostname nor servname provided" % args[0])
+        return 64 if len(args) != 1 else 68
+    o = dict(opts)
+    if "-X" in o:
+        o["-t"] = o.pop("-X")
+    return _ping(o, args[0])
+
+
 def ping(host: Host, argv: list[str]) -> int:
     try:
         opts, args = getopt.getopt(argv, "c:t:W:i:s:qnS:")
@@ -104,7 +125,10 @@ def ping(host: Host, argv: list[str]) -> int:
     if len(args) != 1:
         err(PING_USAGE)
         return 64
-    o, target = dict(opts), args[0]
+    return _ping(dict(opts), args[0])
+
+
+def _ping(o: dict[str, str], target: str) -> int:
     size = o.get("-s", "56")
     proc = subprocess.Popen(_linux_ping(o, target), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen, times = _relay(proc, o, target, size)

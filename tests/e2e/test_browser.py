@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
-from wizard.models import Run
+from wizard.carp.steps import Vip
+from wizard.models import Run, ServiceIP
 from wizard.plan import plan_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -50,15 +51,35 @@ def test_wizard_from_empty_database_to_green_run(page, web_server, fresh_lab, ce
     page.click("text=Discover")
     page.wait_for_selector("text=Preselected")
     assert page.input_value("#id_interface") == "em0"
+    page.click("text=Save and continue: service IPs")
+    # The first service IP came from step 1; add an IPv6 one and a unicast IPv4 one.
+    assert page.input_value("#id_sips-0-addresses") == "192.0.2.100/32"
+    page.click("text=Keep and add a service IP")
+    assert page.input_value("#id_sips-1-vhid") == "2"  # the first vhid free on em0
+    page.fill("#id_sips-1-addresses", "2001:db8::100")  # no prefix: refused next to the field, the rest kept
+    page.click("text=Keep and add a service IP")
+    page.fill("#id_sips-2-addresses", "192.0.2.101")
+    page.select_option("#id_sips-2-announce", "unicast")
+    page.click("text=Save and continue: review")
+    page.wait_for_load_state()
+    page.screenshot(path=str(ARTIFACTS / "wizard-service-ips-error.png"), full_page=True)
+    page.wait_for_selector("text=needs its prefix length")
+    assert page.input_value("#id_sips-2-addresses") == "192.0.2.101"
+    page.fill("#id_sips-1-addresses", "2001:db8::100/64")
+    page.screenshot(path=str(ARTIFACTS / "wizard-service-ips.png"), full_page=True)
     page.click("text=Save and continue: review")
     page.wait_for_selector("text=Command plan")
     page.screenshot(path=str(ARTIFACTS / "wizard-review.png"), full_page=True)
-    page.click("text=Run preflight, prepare, verify and configure the service IP")
-    page.wait_for_selector("[data-run-status=ok]", timeout=60000)
+    page.click("text=Run preflight, prepare, verify and configure the service IPs")
+    page.wait_for_selector("[data-run-status=ok]", timeout=90000)
     assert page.locator("[data-step-status=failed]").count() == 0
-    # 2 servers x (connect + preflight/prepare/verify + configure) + the cluster-wide check
-    plan = plan_for(Run.Kind.SETUP, configure_service_ip=True)
-    assert page.locator("tr.step").count() == 2 * (1 + len(plan.node_steps)) + len(plan.cluster_rows) == 2 * 19 + 1
+    # 2 servers x (connect + 14 node-wide steps + 5 per service IP) + the cluster-wide check
+    vips = [Vip("em0", n, ("x",), key=str(n)) for n in (1, 2, 3)]
+    plan = plan_for(Run.Kind.SETUP, configure_service_ip=True, vips=vips)
+    assert page.locator("tr.step").count() == 2 * (1 + len(plan.node_steps)) + len(plan.cluster_rows) == 2 * 30 + 1
     assert "server-1 MASTER, server-2 BACKUP" in page.content()
+    sips = list(ServiceIP.objects.order_by("vhid").values_list("vhid", "addresses", "announce", "configured"))
+    assert sips == [(1, ["192.0.2.100/32"], "multicast", True), (2, ["2001:db8::100/64"], "multicast", True),
+                    (3, ["192.0.2.101/32"], "unicast", True)]
     page.screenshot(path=str(ARTIFACTS / "run-finished.png"), full_page=True)
     assert page.csp_violations == []  # htmx did all of the above under the Content Security Policy

@@ -137,7 +137,7 @@ def test_link_down_on_the_master_reaches_a_webhook_carp_events_and_metrics(world
     assert event.node_time is not None and (event.received - event.node_time).total_seconds() <= LATENCY_LIMIT
     assert {k: body[k] for k in ("event", "cluster", "node", "vhid", "old", "new", "reason")} == {
         "event": "master_changed", "cluster": "web", "node": "server-2", "vhid": 1, "old": "BACKUP",
-        "new": "MASTER", "reason": "master timed out"}
+        "new": "MASTER", "reason": "server-2 now holds 192.0.2.100 (master timed out)"}
     assert body["link"].endswith(f"/clusters/{cluster.pk}/") and body["time"].startswith(f"{event.node_time:%Y-%m-%d}")
     assert receiver.headers_seen[0]["X-Token"] == "s3cret-header"
     assert [b["event"] for _, b in receiver.got] == ["master_changed"]  # one notice, not one per node or per line
@@ -269,4 +269,4 @@ def test_a_flapping_link_is_told_once_per_failover_then_once_as_flapping(world, 
     assert kinds == ["failover_reverted", "failover_reverted", "flapping"], kinds
     first = receiver.got[0][1]
     assert first["node"] == "server-1" and "server-1 lost 192.0.2.100 for" in first["reason"]
-    assert "(hardware interface down); server-2 held it meanwhile" in first["reason"]
+    assert "(hardware interface down); server-2 held them meanwhile" in first["reason"]

@@ -45,7 +45,7 @@ def test_configure_then_client_sees_vip_and_rerun_changes_nothing(world):
 def test_password_is_in_no_transcript_and_no_command(world, celery_worker_process):
     celery_log = celery_worker_process.log_path
     cluster = _configured(world)
-    password = crypto.decrypt(cluster.carp_password_enc)
+    password = crypto.decrypt(cluster.service_ips.get().password_enc)
     for step in Step.objects.filter(run__cluster=cluster):
         for text in (step.command, step.message, step.stdout_tail, step.stderr_tail):
             assert password not in text
@@ -157,14 +157,17 @@ def test_remove_leaves_no_alias_and_no_rc_line(world):
 
 
 def test_changing_password_and_advskew_updates_runtime_and_rc_conf_on_every_node(world):
-    cluster = _configured(world, password="first-pass-1")
-    services.cluster_save(cluster=cluster, data={"master_advskew": 20}, carp_password="second-pass-2")
+    cluster = _configured(world, password="first.pass.1")
+    services.cluster_save(cluster=cluster, data={"master_advskew": 20})
+    sip = cluster.service_ips.get()
+    services.service_ips_save(cluster=cluster, rows=[{"id": sip.pk, "interface": "em0", "vhid": 1,
+                                                      "addresses": sip.addresses, "password": "second.pass.2"}])
     run = _run(cluster, "configure")
     assert run.status == Run.Status.OK, [s.message for s in run.steps.filter(status="failed")]
-    assert run.steps.filter(name="vip-now", status="changed").count() == 2
+    assert run.steps.filter(name="vip-now:em0:1", status="changed").count() == 2
     for host, skew in (("server-1", 20), ("server-2", 100)):
         line = world.exec(host, ["sysrc", "-n", "ifconfig_em0_alias0"]).stdout
-        assert f"advskew {skew} pass second-pass-2 alias" in line
+        assert f"advskew {skew} pass second.pass.2 alias" in line
         assert f"advskew {skew}" in world.exec(host, ["ifconfig", "em0"]).stdout
     assert _states(cluster) == {"server-1": "MASTER", "server-2": "BACKUP"}
 
@@ -178,12 +181,12 @@ def test_configure_repairs_a_key_changed_at_runtime_and_the_split_brain_ends(wor
     wait_until(lambda: _states_now(world) == {"server-1": "MASTER", "server-2": "MASTER"}, limit=10)
     configure = _run(cluster, "configure")  # straight away: no unhealthy Check asks it to re-apply everything
     assert configure.status == Run.Status.OK
-    repaired = configure.steps.get(server_name="server-2", name="vip-now")
+    repaired = configure.steps.get(server_name="server-2", name="vip-now:em0:1")
     assert repaired.status == "changed" and "the running key differed" in repaired.message, repaired.message
-    assert configure.steps.get(server_name="server-1", name="vip-now").status == "ok"
+    assert configure.steps.get(server_name="server-1", name="vip-now:em0:1").status == "ok"
     wait_until(lambda: _states_now(world) == {"server-1": "MASTER", "server-2": "BACKUP"}, limit=10)
     assert _run(cluster, "check").status == Run.Status.OK
-    password = crypto.decrypt(cluster.carp_password_enc)
+    password = crypto.decrypt(cluster.service_ips.get().password_enc)
     assert not [line for line in world.log("server-2") if password in line]  # compared on the node, never sent
 
 

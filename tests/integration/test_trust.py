@@ -47,8 +47,7 @@ def test_another_vhids_password_and_an_old_password_reach_no_viewer(world, celer
     runs = [_run(cluster, "setup")]
     assert runs[0].status == Run.Status.OK, list(runs[0].steps.filter(status="failed").values_list("message"))
     # A password change: sysrc would print `OLD -> NEW`, and OLD is no longer a secret the run knows of.
-    cluster.carp_password_enc = crypto.encrypt("SecondCarpPass2")
-    cluster.save(update_fields=["carp_password_enc"])
+    cluster.service_ips.update(password_enc=crypto.encrypt("SecondCarpPass2"))
     runs.append(_run(cluster, "configure"))
     assert runs[-1].status == Run.Status.OK
     for kind in ("check", "drill", "remove", "remove"):
@@ -64,7 +63,7 @@ def test_another_vhids_password_and_an_old_password_reach_no_viewer(world, celer
         for where, text in (("step rows", rows), ("audit", audit), ("pages and streams", pages), ("worker log", log)):
             assert secret not in text, (secret, where)
     # What the rows keep of a read of /etc/rc.conf: the verdict and the size, not the text.
-    kept = Step.objects.filter(run=runs[-1], name="vip-remove-persist").values_list("stdout_tail", flat=True)
+    kept = Step.objects.filter(run=runs[-1], name="vip-remove-persist:em0:1").values_list("stdout_tail", flat=True)
     assert all("/etc/rc.conf read; not kept" in text for text in kept)
 
 

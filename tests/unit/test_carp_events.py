@@ -13,13 +13,13 @@ from django.core import mail
 from django.utils import timezone
 
 from tests.fakes import FakeWorld
-from tests.helpers import wait_until
+from tests.helpers import make_cluster, wait_until
 from tests.unit.test_execution import configured, execute
 from wizard import services
 from wizard.carp import events
 from wizard.execution.collector import Callbacks, Collector
 from wizard.management.commands.carp_collect import callbacks
-from wizard.models import AuditEntry, CarpEvent, Cluster, Delivery, Drill, Notice, Run, Server
+from wizard.models import AuditEntry, CarpEvent, Cluster, Delivery, Drill, Notice, Run, Server, ServiceIP
 from wizard.services import drift
 from wizard.services import events as event_services
 from wizard.timeline import cluster_timeline
@@ -140,7 +140,7 @@ def test_notices_when_the_master_changes_none_is_master_or_two_are(world, quick_
     assert event_services.cluster_evaluate(cluster_id=cluster.pk, heard=_heard(s2))  # server-1 out of reach
     notice = Notice.objects.get()
     assert (notice.kind, notice.node, notice.old_state, notice.reason) == (
-        Notice.Kind.MASTER_CHANGED, "server-2", "BACKUP", "master timed out")
+        Notice.Kind.MASTER_CHANGED, "server-2", "BACKUP", "server-2 now holds 192.0.2.100 (master timed out)")
     assert event_services.cluster_evaluate(cluster_id=cluster.pk, heard=_heard(s1, s2))  # the same: no notice
     assert Notice.objects.count() == 1
 
@@ -154,6 +154,31 @@ def test_notices_when_the_master_changes_none_is_master_or_two_are(world, quick_
     Server.objects.filter(pk__in=[s1.pk, s2.pk]).update(carp_state="BACKUP")
     assert event_services.cluster_evaluate(cluster_id=cluster.pk, heard=_heard(s1, s2))
     assert Notice.objects.latest("id").kind == Notice.Kind.NO_MASTER
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failover_of_ten_service_ips_is_one_notice_naming_every_address(world, quick_carp):
+    cluster, s1, s2 = _nodes(world)
+    for vhid in range(2, 11):
+        ServiceIP.objects.create(cluster=cluster, position=vhid, interface="em0", vhid=vhid,
+                                 addresses=[f"192.0.2.{100 + vhid}/32"], configured=True)
+    seq = 0
+    for vhid in range(1, 11):
+        seq += 1
+        event_services.event_record(server_id=s1.pk, line=_line(seq, "MASTER", vhid=vhid))
+        event_services.event_record(server_id=s2.pk, line=_line(seq, "BACKUP", old="INIT", vhid=vhid))
+    assert event_services.cluster_evaluate(cluster_id=cluster.pk, heard=_heard(s1, s2))
+    for vhid in range(1, 11):  # server-1's link goes: all ten move
+        seq += 1
+        event_services.event_record(server_id=s1.pk, line=_line(seq, "INIT", old="MASTER", vhid=vhid,
+                                                                reason="hardware interface down"))
+        event_services.event_record(server_id=s2.pk, line=_line(seq, "MASTER", vhid=vhid, reason="master timed out"))
+    event_services.event_record(server_id=s2.pk, line=_line(seq + 1, "MASTER", vhid=99))  # not carpweb's vhid
+    assert event_services.cluster_evaluate(cluster_id=cluster.pk, heard=_heard(s2))
+    notice = Notice.objects.get()
+    assert notice.kind == Notice.Kind.MASTER_CHANGED and notice.node == "server-2" and notice.vhid is None
+    assert all(f"192.0.2.{100 + v}" in notice.reason for v in range(2, 11)) and "192.0.2.100" in notice.reason
+    assert CarpEvent.objects.filter(cluster=cluster, vhid=99).count() == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -203,7 +228,7 @@ def test_the_collector_on_fake_nodes_records_each_line_once_across_restarts(worl
 @pytest.mark.django_db
 def test_a_delivery_by_email_goes_through_djangos_backend(settings):
     settings.CARPWEB_BASE_URL = "https://carpweb.example.org/"
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     target = services.target_add(address="oncall@example.org")
     notice = services.notice_send(cluster=cluster, kind=Notice.Kind.MASTER_CHANGED, node="server-2", vhid=1,
                                   old_state="BACKUP", new_state="MASTER", reason="master timed out")
@@ -219,7 +244,7 @@ def test_a_delivery_by_email_goes_through_djangos_backend(settings):
 
 @pytest.mark.django_db
 def test_the_timeline_shows_who_was_master_when_from_before_the_window_on():
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     now = timezone.now()
     for seq, (node, old, new, hours_ago) in enumerate([
             ("server-1", "BACKUP", "MASTER", 30),  # before the 24-hour window: master when it starts
@@ -247,7 +272,7 @@ def test_the_timeline_shows_who_was_master_when_from_before_the_window_on():
 
 @pytest.mark.django_db
 def test_a_quiet_day_shows_the_whole_day_and_a_busy_minute_at_least_ten_minutes():
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     line = cluster_timeline(cluster)
     assert line.full and round((line.end - line.start).total_seconds()) == 24 * 3600 and not line.spans
     CarpEvent.objects.create(cluster=cluster, node="server-1", vhid=1, interface="em0", old_state="BACKUP",
@@ -286,7 +311,7 @@ def test_a_malformed_line_is_kept_as_such_never_dropped_with_its_transition():
 def test_the_collector_records_a_malformed_line_with_its_place_in_the_log():
     from wizard.services import event_record
 
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100",
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100",
                                      interface="em0")
     server = Server.objects.create(cluster=cluster, name="server-1", address="192.0.2.11", ssh_host="h",
                                    carp_state="BACKUP")
@@ -331,7 +356,7 @@ def test_a_full_queue_sheds_the_session_and_says_so_instead_of_growing():
 
     from wizard.execution.collector import Follower
 
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     server = Server.objects.create(cluster=cluster, name="server-1", address="192.0.2.11", ssh_host="h")
     lines: queues.Queue = queues.Queue(3)
     sessions: list[int] = []
@@ -397,7 +422,7 @@ def test_flaps_are_told_once_each_then_grouped_then_calm(world, quick_carp, sett
     assert kinds == [Notice.Kind.FAILOVER_REVERTED, Notice.Kind.FAILOVER_REVERTED, Notice.Kind.FLAPPING], kinds
     first = Notice.objects.order_by("id").first()
     assert first is not None and "server-1 lost 192.0.2.100 for" in first.reason
-    assert "(hardware interface down); server-2 held it meanwhile" in first.reason
+    assert "(hardware interface down); server-2 held them meanwhile" in first.reason
     assert event_services.flapping_calm_check() == []  # still flapping
     CarpEvent.objects.filter(cluster=cluster).update(received=timezone.now() - timedelta(hours=1))
     assert event_services.flapping_calm_check() == [cluster.pk]

@@ -16,17 +16,18 @@ IFCONFIG_14 = """em0: flags=1008843<UP,BROADCAST,RUNNING,SIMPLEX,MULTICAST,LOWER
 lo0: flags=1008049<UP,LOOPBACK,RUNNING,MULTICAST,LOWER_UP> metric 0 mtu 16384
 \tinet 127.0.0.1 netmask 0xff000000
 """
-T = s.Target("server-1", "192.0.2.11", "192.0.2.0/24", "192.0.2.1", "192.0.2.100", 1, "em0", "20260101T000000")
+V = s.Vip("em0", 1, ("192.0.2.100/32",), key="1")
+T = s.Target("server-1", "192.0.2.11", "192.0.2.0/24", "192.0.2.1", "em0", "20260101T000000", vips=(V,), vip=V)
 
 
 def r(code=0, out="", err=""):
     return CommandResult(code, out, err)
 
 
-def judge(step_name, *results):
+def judge(step_name, *results, t=T):
     """Run a step's judgement on recorded results, parsing them with the step's own facts."""
     step = next(x for x in s.PREFLIGHT + s.PREPARE + s.VERIFY if x.name == step_name)
-    return step.judge(T, facts.read_all(step.reads(T), list(results)), list(results))
+    return step.judge(t, facts.read_all(step.reads(t), list(results)), list(results))
 
 
 def test_ifconfig_fact_reads_addresses_vhids_and_carp_state():
@@ -96,6 +97,48 @@ def test_vip_already_ours_is_fine_on_a_rerun():
 
 def test_vhid_used_for_another_address_fails():
     assert judge("vhid-free", r(0, IFCONFIG_14.replace("inet 192.0.2.100", "inet 192.0.2.101"))).status == "failed"
+
+
+IFCONFIG_V6 = IFCONFIG_14.replace("\tstatus: active", "\tinet6 fe80::1%em0 prefixlen 64 scopeid 0x1\n"
+                                  "\tinet6 2001:db8::11 prefixlen 64\n"
+                                  "\tnd6 options=21<PERFORMNUD,AUTO_LINKLOCAL>\n\tstatus: active")
+V6 = s.Vip("em0", 11, ("2001:db8::100/64",), key="11")
+UNI = s.Vip("em0", 12, ("192.0.2.101/32",), peer="192.0.2.12", key="12")
+
+
+def test_ipv6_service_ip_needs_ipv6_on_and_a_node_address_in_its_prefix():
+    t = T.for_vip(V6)
+    uname = r(0, "FreeBSD\n14.1-RELEASE\n")
+    assert judge("vip-interface", r(0, "em0 lo0\n"), r(0, IFCONFIG_V6), uname, t=t).status == "ok"
+    off = IFCONFIG_V6.replace("nd6 options=21<PERFORMNUD,AUTO_LINKLOCAL>", "nd6 options=29<PERFORMNUD,IFDISABLED,"
+                              "AUTO_LINKLOCAL>")
+    out = judge("vip-interface", r(0, "em0 lo0\n"), r(0, off), uname, t=t)
+    assert out.status == "failed" and "ifconfig em0 inet6 -ifdisabled" in out.message
+    other = T.for_vip(s.Vip("em0", 11, ("2001:db8:1::100/64",), key="11"))
+    out = judge("vip-interface", r(0, "em0 lo0\n"), r(0, IFCONFIG_V6), uname, t=other)
+    assert out.status == "failed" and "no IPv6 address in 2001:db8:1::/64" in out.message
+
+
+def test_unicast_is_refused_before_14_with_the_reason_and_needs_a_peer_that_answers():
+    t = T.for_vip(UNI)
+    old = judge("vip-interface", r(0, "em0 lo0\n"), r(0, IFCONFIG_14), r(0, "FreeBSD\n13.2-RELEASE\n"), r(0), t=t)
+    assert old.status == "failed" and "needs 14.0 or later" in old.message and "multicast" in old.message
+    silent = judge("vip-interface", r(0, "em0 lo0\n"), r(0, IFCONFIG_14), r(0, "FreeBSD\n14.1-RELEASE\n"), r(2),
+                   t=t)
+    assert silent.status == "failed" and "192.0.2.12 does not answer" in silent.message
+    fine = judge("vip-interface", r(0, "em0 lo0\n"), r(0, IFCONFIG_14), r(0, "FreeBSD\n14.1-RELEASE\n"), r(0), t=t)
+    assert fine.status == "ok" and "unicast to 192.0.2.12" in fine.message
+
+
+def test_inet6_and_the_peer_line_are_read():
+    text = IFCONFIG_V6.replace("\tstatus: active", "\tinet6 2001:db8::100 prefixlen 64 vhid 11\n"
+                               "\tcarp: BACKUP vhid 11 advbase 1 advskew 100\n"
+                               "\t      peer 192.0.2.12 peer6 ff02::12\n\tstatus: active")
+    em0 = facts.Ifconfig("em0").parse(r(0, text))["em0"]
+    assert em0.has_carp_address("2001:0db8::100", 11) and not em0.ifdisabled
+    assert [a.address for a in em0.own_addresses6()] == ["2001:db8::11"]
+    status = em0.carp_status(11)
+    assert status is not None and (status.peer, status.peer6) == ("192.0.2.12", "ff02::12")
 
 
 def test_privilege_that_asks_for_a_password_is_explained():

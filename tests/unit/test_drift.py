@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from tests.fakes import FakeWorld
+from tests.helpers import make_cluster as cluster_row
 from tests.unit.test_execution import configured, execute, make_cluster
 from wizard import services
 from wizard.models import AuditEntry, Cluster, Run, Server
@@ -54,11 +55,11 @@ def test_a_scheduled_check_records_a_master_that_moved(world, quick_carp):
     execute(world, cluster, "check", trigger=Run.Trigger.SCHEDULE, actor_name=drift.SCHEDULER)
     findings = (AuditEntry.objects.get(action="drift").after or {})["findings"]
     assert findings == ["The master moved from server-1 to server-2.",
-                        "server-1: /etc/rc.conf and the running advskew (150) disagree."]
+                        "server-1: /etc/rc.conf and the running advskew (150) of vhid 1 disagree."]
 
 
 def test_findings_from_a_run_and_a_diagnosis():
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = cluster_row(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     run = Run.objects.create(cluster=cluster, kind=Run.Kind.CHECK, trigger=Run.Trigger.SCHEDULE)
     run.steps.create(cluster_wide=True, position=0, phase="cluster", name="check", title="t", status="failed",
                      message="the check's own summary")

@@ -24,7 +24,9 @@ def make_cluster(world: FakeWorld, *, names=("server-1", "server-2"), configure=
     cluster = services.cluster_save(cluster=None, data={
         "name": name, "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "vip": "192.0.2.100", "vhid": 1,
         "advbase": 1, "interface": "em0", "configure_service_ip": configure}, carp_password=password)
-    rows = [{"name": name, "address": f"192.0.2.{11 + i}", "ssh_host": "127.0.0.1", "ssh_port": 22, "ssh_user": "root",
+    port = 2200 + Cluster.objects.count()  # each cluster its own machines (one node belongs to one cluster)
+    rows = [{"name": name, "address": f"192.0.2.{11 + i}", "ssh_host": f"127.0.0.{i + 1}", "ssh_port": port,
+             "ssh_user": "root",
              "auth": "password", "secret": "ssh-pw", "privilege": "root", "preferred_master": i == 0}
             for i, name in enumerate(names)]
     if probe:
@@ -91,7 +93,7 @@ def test_after_a_failed_step_the_rest_of_that_server_and_the_check_are_skipped(w
     run = execute(world, cluster, "setup")
     st = statuses(run, "server-1")
     assert st["freebsd"] == "failed" and "not FreeBSD" in run.steps.get(server_name="server-1", name="freebsd").message
-    assert {st[n] for n in ("interface", "loader-conf", "vip-persist")} == {"skipped"}
+    assert {st[n] for n in ("interface", "loader-conf", "vip-persist:em0:1")} == {"skipped"}
     assert statuses(run, "cluster-wide") == {"check": "skipped"}
     server_2 = run.steps.filter(server_name="server-2")
     assert set(server_2.exclude(phase="configure").values_list("status", flat=True)) <= {"ok", "changed"}

@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
+from tests.helpers import make_cluster
 from wizard import revisions
 from wizard.live import feeds
 from wizard.live.events import Event, frames, resume_point
 from wizard.live.hub import Watcher
-from wizard.models import Cluster, Run, Step
+from wizard.models import Run, Step
 
 
 def test_only_the_last_event_of_a_revision_carries_its_id():
@@ -47,7 +48,7 @@ def test_a_watcher_gets_only_what_it_has_not_seen_and_is_dropped_when_it_falls_b
 
 @pytest.fixture
 def run(db):
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     return Run.objects.create(cluster=cluster, kind="verify")
 
 

@@ -17,9 +17,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client, RequestFactory
 
 from tests.conftest import ROOT
+from tests.helpers import make_cluster
 from wizard import services
 from wizard.clientip import client_ip
-from wizard.models import Account, AuditEntry, Cluster, Run
+from wizard.models import Account, AuditEntry, Run
 from wizard.roles import Role, role_of
 
 pytestmark = pytest.mark.django_db
@@ -154,7 +155,7 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy(settings):
 
 
 def test_runs_check_the_role_in_the_service_whoever_calls_it():
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     operator = person("otto", "operator")
     for kind in ("configure", "remove", "prepare", "setup"):
         with pytest.raises(services.RoleRequired, match="Admin role needed"):

@@ -5,6 +5,7 @@ from django.contrib.auth.models import User
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import make_cluster
 from wizard.models import Cluster
 
 pytestmark = pytest.mark.django_db
@@ -38,13 +39,17 @@ def test_gateway_equal_to_vip_refused(admin_client):
 
 
 def test_carp_password_is_generated_encrypted_and_never_shown(admin_client):
-    res = admin_client.post("/clusters/new/", {**CLUSTER, "carp_password": "s3cret-pass"})
+    dash = admin_client.post("/clusters/new/", {**CLUSTER, "carp_password": "s3cret-pass"}).content.decode()
+    assert "rc would read a dash as an address range" in dash and not Cluster.objects.exists()
+    res = admin_client.post("/clusters/new/", {**CLUSTER, "carp_password": "s3cret.pass"})
     cluster = Cluster.objects.get(name="web")
     assert res.status_code == 302
-    assert "s3cret-pass" not in cluster.carp_password_enc
+    sip = cluster.service_ips.get()
+    assert "s3cret.pass" not in sip.password_enc and sip.addresses == ["192.0.2.100/32"]
     page = admin_client.get(f"/clusters/{cluster.pk}/wizard/cluster/").content.decode()
     review = admin_client.get(f"/clusters/{cluster.pk}/wizard/review/").content.decode()
-    assert "s3cret-pass" not in page and "s3cret-pass" not in review
+    sips = admin_client.get(f"/clusters/{cluster.pk}/wizard/service-ips/").content.decode()
+    assert "s3cret.pass" not in page + review + sips
 
 
 def test_servers_step_validates_the_list(admin_client):
@@ -60,6 +65,42 @@ def test_servers_step_validates_the_list(admin_client):
     assert "Server names must be unique" in body
     assert "192.0.2.1 is the gateway" in body
     assert 'value="pw"' not in body
+
+
+def test_after_adding_a_row_the_save_button_saves(admin_client):
+    """The add-a-row button posts to ?add=1; the form's own action must not keep it, or every later click on
+    "Save and continue" would add one more row instead of saving (the browser test found it)."""
+    admin_client.post("/clusters/new/", CLUSTER)
+    cluster = Cluster.objects.get(name="web")
+    for step, prefix in (("servers", "servers"), ("service-ips", "sips")):
+        url = f"/clusters/{cluster.pk}/wizard/{step}/"
+        body = admin_client.post(url + "?add=1", {f"{prefix}-TOTAL_FORMS": "1"}).content.decode()
+        assert f'<form method="post" action="{url}"' in body and 'formaction="?add=1"' in body, step
+
+
+def test_service_ip_rows_are_validated_next_to_the_field(admin_client):
+    admin_client.post("/clusters/new/", CLUSTER)
+    Cluster.objects.filter(name="web").update(interface="em0")
+    cluster = Cluster.objects.get(name="web")
+    rows = [("em0", "1", "192.0.2.100", "multicast"), ("em0", "1", "2001:db8::100", "unicast"),
+            ("em0", "3", "fe80::1/64", "multicast"), ("em0", "4", "192.0.2.100, 198.51.100.7", "multicast")]
+    data = {"sips-TOTAL_FORMS": str(len(rows)), "sips-INITIAL_FORMS": "0"}
+    for i, (iface, vhid, addresses, announce) in enumerate(rows):
+        data.update({f"sips-{i}-interface": iface, f"sips-{i}-vhid": vhid, f"sips-{i}-addresses": addresses,
+                     f"sips-{i}-advbase": "1", f"sips-{i}-announce": announce})
+    res = admin_client.post(f"/clusters/{cluster.pk}/wizard/service-ips/", data)
+    body = res.content.decode()
+    assert res.status_code == 200
+    assert "2001:db8::100 needs its prefix length, such as 2001:db8::100/64." in body
+    assert "fe80::1/64 is a link-local" in body
+    data["sips-1-addresses"] = "2001:db8::100/64"
+    data["sips-2-addresses"] = "192.0.2.102"
+    body = admin_client.post(f"/clusters/{cluster.pk}/wizard/service-ips/", data).content.decode()
+    assert "vhid 1 is already used on em0 in this cluster." in body
+    assert "192.0.2.100 is in another service IP already." in body
+    assert "198.51.100.7 is outside the nodes&#x27; subnet 192.0.2.0/24 on em0." in body
+    assert "Unicast names one peer, so it needs exactly 2 nodes (this cluster has 0)." in body
+    assert cluster.service_ips.count() == 1  # nothing saved
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -102,7 +143,7 @@ def test_switching_key_to_password_requires_the_password_and_keeps_no_key(admin_
 def test_the_service_refuses_an_auth_switch_without_the_new_secret():
     from wizard import services
 
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     row = {"name": "server-1", "address": "192.0.2.11", "ssh_host": "h", "ssh_port": 22, "ssh_user": "root",
            "auth": "key", "secret": KEY_TEXT, "privilege": "root", "preferred_master": True}
     services.servers_save(cluster=cluster, rows=[row])

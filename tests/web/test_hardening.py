@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from wizard.models import Cluster
+from tests.helpers import make_cluster
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def strict_client():
 
 
 def test_post_without_csrf_token_is_refused_also_for_htmx(strict_client):
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     for url in (reverse("wizard-new"), reverse("run-create", args=[cluster.pk]),
                 reverse("wizard-discover", args=[cluster.pk])):
         assert strict_client.post(url, {}).status_code == 403

@@ -95,8 +95,7 @@ def test_error_sentences_keep_credentials_out():
 
 
 def _pending_run(age: float) -> Run:
-    cluster, _ = Cluster.objects.get_or_create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1",
-                                               vip="192.0.2.100")
+    cluster, _ = Cluster.objects.get_or_create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1")
     run = Run.objects.create(cluster=cluster, kind="verify")
     Run.objects.filter(pk=run.pk).update(created=timezone.now() - timedelta(seconds=age))
     return run

@@ -10,8 +10,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
+from tests.helpers import make_cluster
 from wizard import crypto
-from wizard.models import AuditEntry, CarpEvent, Cluster, NotificationTarget, Server
+from wizard.models import AuditEntry, CarpEvent, NotificationTarget, Server
 
 pytestmark = pytest.mark.django_db
 SECRET = "Bearer hook-secret-7f3a"
@@ -82,7 +83,7 @@ def test_a_token_in_a_webhook_url_is_never_shown_or_audited(admin_client):
 
 
 def test_notify_add_validates_like_the_page(tmp_path):
-    Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     with pytest.raises(CommandError, match="address: Only http:// and https://"):
         call_command("notify_add", "ftp://x.example.org/")
     with pytest.raises(CommandError, match="no cluster named 'db'"):
@@ -97,7 +98,7 @@ def test_notify_add_validates_like_the_page(tmp_path):
 
 
 def test_carp_events_prints_one_line_per_transition_since_a_time():
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     for seq, (node, old, new, reason, at) in enumerate([
             ("server-1", "BACKUP", "MASTER", "master timed out", "2026-11-25T03:00:01+00:00"),
             ("server-1", "MASTER", "INIT", "hardware interface down", "2026-11-25T03:12:08+00:00"),
@@ -116,7 +117,7 @@ def test_carp_events_prints_one_line_per_transition_since_a_time():
 
 
 def test_metrics_are_off_without_a_token_and_refused_with_a_wrong_one(client, settings):
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     Server.objects.create(cluster=cluster, name="server-1", address="192.0.2.11", ssh_host="h", carp_state="MASTER")
     CarpEvent.objects.create(cluster=cluster, node="server-1", vhid=1, interface="em0", old_state="BACKUP",
                              new_state="MASTER", epoch="e", seq=1)
@@ -128,8 +129,9 @@ def test_metrics_are_off_without_a_token_and_refused_with_a_wrong_one(client, se
     res = client.get("/metrics", HTTP_AUTHORIZATION="Bearer right-token")
     assert res.status_code == 200 and res["Content-Type"].startswith("text/plain")
     body = res.content.decode()
-    assert 'carpweb_carp_state{cluster="web",node="server-1",state="MASTER",vhid="1"} 1.0' in body
-    assert 'carpweb_carp_state{cluster="web",node="server-1",state="BACKUP",vhid="1"} 0.0' in body
-    assert 'carpweb_carp_transitions_total{cluster="web",node="server-1"} 1.0' in body
+    labels = 'cluster="web",interface="em0",node="server-1",service_ip="192.0.2.100"'
+    assert f'carpweb_carp_state{{{labels},state="MASTER",vhid="1"}} 1.0' in body
+    assert f'carpweb_carp_state{{{labels},state="BACKUP",vhid="1"}} 0.0' in body
+    assert 'carpweb_carp_transitions_total{cluster="web",node="server-1",vhid="1"} 1.0' in body
     assert "carpweb_workers " in body and "carpweb_runs" in body
 

@@ -14,9 +14,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
+from tests.helpers import make_cluster
 from wizard import services
 from wizard.live import asgi, hub, streams
-from wizard.models import Cluster
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,7 +69,7 @@ async def _until(condition, limit: float = 10.0) -> None:
 
 @pytest.fixture
 def cluster():
-    return Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    return make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
 
 
 def test_streams_are_capped_per_session_and_per_process(cluster, settings):

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import get_resolver
 
+from tests.helpers import make_cluster
 from wizard import audit, crypto, services
 from wizard.models import AuditEntry, Cluster, NotificationTarget, Run, Server
 
@@ -33,6 +34,7 @@ MATRIX: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
     "wizard-servers": [("get", None, ADMIN_PAGE)],
     "wizard-interface": [("get", None, ADMIN_PAGE)],
     "wizard-review": [("get", None, ADMIN_PAGE)],
+    "wizard-service-ips": [("get", None, ADMIN_PAGE)],
     "wizard-discover": [("post", {}, ADMIN_PAGE)],
     "host-keys": [("post", {}, ADMIN_PAGE)],
     "host-keys-pin": [("post", {}, ADMIN_ACTION)],
@@ -95,6 +97,7 @@ def test_permission_matrix(client, role):
         client.force_login(_user(role))
     kwargs = {"cluster-detail": cluster.pk, "cluster-delete": cluster.pk, "wizard-cluster": cluster.pk,
               "wizard-servers": cluster.pk, "wizard-interface": cluster.pk, "wizard-review": cluster.pk,
+              "wizard-service-ips": cluster.pk,
               "wizard-discover": cluster.pk, "host-keys": cluster.pk, "host-keys-pin": cluster.pk,
               "run-create": cluster.pk, "run-detail": run.pk, "run-events": run.pk,
               "cluster-events": cluster.pk,
@@ -111,28 +114,40 @@ def test_permission_matrix(client, role):
             assert res.status_code in allowed, f"{role} {method.upper()} {name} {data or ''}"
 
 
+def _sip_post(sip, **row) -> dict:
+    base = {"id": sip.pk, "interface": sip.interface, "vhid": sip.vhid, "addresses": ", ".join(sip.addresses),
+            "advbase": sip.advbase, "announce": sip.announce, "password": "", **row}
+    return {"sips-TOTAL_FORMS": "1", "sips-INITIAL_FORMS": "1", **{f"sips-0-{k}": v for k, v in base.items()}}
+
+
 def test_audit_records_changes_with_actor_request_and_masked_secrets(client):
     admin = _user(ADMIN)
     client.force_login(admin)
     res = client.post("/clusters/new/", {"name": "db", "subnet": "198.51.100.0/24", "gateway": "198.51.100.1",
                                          "vip": "198.51.100.100", "vhid": "2", "advbase": "1",
-                                         "vip_prefix_choice": "32", "carp_password": "first-carp-pw"})
+                                         "vip_prefix_choice": "32", "carp_password": "first.carp.pw"})
     assert res.status_code == 302
     cluster = Cluster.objects.get(name="db")
     client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {
-        "name": "db", "subnet": "198.51.100.0/24", "gateway": "198.51.100.1", "vip": "198.51.100.100",
-        "vhid": "3", "advbase": "1", "vip_prefix_choice": "32", "carp_password": "second-carp-pw",
-        "version": str(cluster.version)})
+        "name": "db", "subnet": "198.51.100.0/24", "gateway": "198.51.100.2", "version": str(cluster.version)})
+    sip = cluster.service_ips.get()
+    res = client.post(f"/clusters/{cluster.pk}/wizard/service-ips/",
+                      _sip_post(sip, interface="em0", vhid="3", password="second.carp.pw"))
+    assert res.status_code == 302, res.content.decode()[-2000:]
     create = AuditEntry.objects.get(action="cluster.create")
     assert create.actor == admin and create.actor_name == admin.username
     assert create.request_id and create.source_ip == "127.0.0.1"
     update = AuditEntry.objects.get(action="cluster.update")
-    assert update.before is not None and update.after is not None
-    assert update.before["vhid"] == 2 and update.after["vhid"] == 3
-    assert update.after["carp_password"] == "(secret) replaced"
+    assert update.before == {"gateway": "198.51.100.1"} and update.after == {"gateway": "198.51.100.2"}
+    sip_update = AuditEntry.objects.get(action="service_ip.update")
+    assert sip_update.before is not None and sip_update.after is not None
+    assert sip_update.before["vhid"] == 2 and sip_update.after["vhid"] == 3
+    assert sip_update.after["carp_password"] == "(secret) replaced"
+    assert AuditEntry.objects.filter(action="service_ip.create", cluster_name="db").exists()
     assert AuditEntry.objects.filter(action="credential.replace", cluster_name="db").exists()
     dump = json.dumps(list(AuditEntry.objects.values()), default=str)
-    for secret in ("first-carp-pw", "second-carp-pw", cluster.carp_password_enc):
+    sip.refresh_from_db()
+    for secret in ("first.carp.pw", "second.carp.pw", sip.password_enc):
         assert secret not in dump
 
 
@@ -254,27 +269,27 @@ def test_postgresql_refuses_update_and_delete():
 def test_second_of_two_concurrent_edits_is_refused(client):
     cluster = _cluster()
     client.force_login(_user(ADMIN))
-    form = {"name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "vip": "192.0.2.100", "vhid": "1",
-            "advbase": "1", "vip_prefix_choice": "32", "version": str(cluster.version)}
-    first = client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {**form, "vhid": "5"})
+    form = {"name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "version": str(cluster.version)}
+    first = client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {**form, "gateway": "192.0.2.5"})
     assert first.status_code == 302
-    second = client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {**form, "vhid": "9"})
+    second = client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {**form, "gateway": "192.0.2.9"})
     assert second.status_code == 200
     assert "Someone else saved web" in second.content.decode()
-    assert 'value="9"' in second.content.decode()  # what was typed is kept
-    assert Cluster.objects.get(pk=cluster.pk).vhid == 5
+    assert 'value="192.0.2.9"' in second.content.decode()  # what was typed is kept
+    assert Cluster.objects.get(pk=cluster.pk).gateway == "192.0.2.5"
 
 
 def test_editing_applied_settings_offers_configure(client):
     cluster = _cluster()
     Cluster.objects.filter(pk=cluster.pk).update(service_ip_configured=True)
+    cluster.service_ips.update(configured=True)
     cluster.refresh_from_db()
     client.force_login(_user(ADMIN))
-    res = client.post(f"/clusters/{cluster.pk}/wizard/cluster/", {
-        "name": "web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "vip": "192.0.2.101", "vhid": "1",
-        "advbase": "1", "vip_prefix_choice": "32", "version": str(cluster.version)}, follow=True)
+    sip = cluster.service_ips.get()
+    res = client.post(f"/clusters/{cluster.pk}/wizard/service-ips/",
+                      {**_sip_post(sip, addresses="192.0.2.101"), "version": str(cluster.version)}, follow=True)
     body = res.content.decode()
-    assert "which Configure already applied" in body and "Re-run Configure now" in body
+    assert "which Configure already applied" in body and "vhid 1: addresses" in body and "Re-run Configure now" in body
 
 
 def test_secrets_never_rendered_and_encrypted_at_rest(client):
@@ -300,7 +315,7 @@ def test_secrets_never_rendered_and_encrypted_at_rest(client):
 
 def test_inventory_search_filter_and_pagination(client):
     for i in range(60):
-        Cluster.objects.create(name=f"c{i:03d}", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100",
+        make_cluster(name=f"c{i:03d}", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100",
                                healthy=(True if i % 3 == 0 else False if i % 3 == 1 else None))
     client.force_login(_user(VIEWER))
     assert "page 1 of 2" in client.get("/").content.decode()

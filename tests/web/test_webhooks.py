@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core import mail
 
+from tests.helpers import make_cluster
 from wizard import crypto, services
 from wizard.models import Cluster, Delivery, Notice, NotificationTarget
 from wizard.services import notifications
@@ -70,8 +71,7 @@ def serve(servers: list[Server], **kw: object) -> Server:
 
 
 def deliver(address: str, header: tuple[str, str] | None = None, last_try: bool = True) -> Delivery:
-    cluster = Cluster.objects.get_or_create(name="web", defaults={"subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
-                                                                  "vip": "192.0.2.100"})[0]
+    cluster = Cluster.objects.get_or_create(name="web", defaults={"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"})[0]
     target = NotificationTarget.objects.create(kind="webhook", address=address, header_name=header[0] if header else "",
                                                header_value_enc=crypto.encrypt(header[1]) if header else "")
     notice = Notice.objects.create(cluster=cluster, kind=Notice.Kind.NO_MASTER, reason="x",
@@ -164,7 +164,7 @@ def test_an_internal_literal_address_is_refused_on_the_page(admin_client, settin
 
 def test_a_multi_line_reason_still_makes_a_one_line_mail_subject(settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    cluster = Cluster.objects.create(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     target = NotificationTarget.objects.create(kind="email", address="oncall@example.org")
     notice = Notice.objects.create(cluster=cluster, kind=Notice.Kind.DRIFT, reason="line one\nline two " + "x" * 300,
                                    time=notifications.timezone.now())

@@ -13,7 +13,7 @@ from typing import Any
 from . import events, facts
 from .facts import Fact, q
 from .service_ip import RC_CONF, alias_slot
-from .steps import Target
+from .steps import Target, Vip
 
 CARP_SYSCTLS = "net.inet.carp"  # the node whose variables Check reads (demotion, preempt)
 DEMOTION = 240  # what a drill or maintenance adds (FreeBSD's own demotion factors are 240)
@@ -48,25 +48,34 @@ def set_demotion_command(current: int, wanted: int) -> str | None:
 
 
 def probe_command(vip: str, count: int = PROBE_COUNT, interval: float = PROBE_INTERVAL) -> str:
-    """FreeBSD ping of the VIP every `interval` s, each reply waited for 200 ms at most."""
+    """FreeBSD ping of the VIP every `interval` s, each reply waited for 200 ms at most (ping6 for IPv6)."""
+    if ":" in vip:
+        return f"ping6 -c {int(count)} -i {float(interval):g} {q(vip)}"
     return f"ping -c {int(count)} -i {float(interval):g} -W 200 {q(vip)}"
 
 
 def reads(t: Target) -> list[Fact[Any]]:
-    """What Check reads on each node."""
-    return [facts.Ifconfig(t.interface), facts.SysctlTree(CARP_SYSCTLS), facts.FileText(RC_CONF),
-            facts.FileText(events.RULE)]
+    """What Check reads on each node: every interface (its service IPs may sit on several), CARP's sysctls,
+    rc.conf and the devd rule."""
+    return [facts.Ifconfig(), facts.SysctlTree(CARP_SYSCTLS), facts.FileText(RC_CONF), facts.FileText(events.RULE)]
+
+
+@dataclass
+class VipFacts:
+    """One service IP on one node."""
+
+    state: str | None  # MASTER, BACKUP, INIT or None (no vhid)
+    advskew: int | None
+    has_vip: bool  # every address is on the vhid
+    rc_line: str | None  # its first address's line in rc.conf
 
 
 @dataclass
 class NodeFacts:
     name: str
-    state: str | None  # MASTER, BACKUP, INIT or None (no vhid)
-    advskew: int | None
-    has_vip: bool
+    vips: dict[str, VipFacts]  # by Vip.key
     demotion: int | None
     preempt: int | None
-    rc_line: str | None
     maintenance: bool = False
     reachable: bool = True
     error: str = ""
@@ -74,90 +83,126 @@ class NodeFacts:
 
     @classmethod
     def unreachable(cls, name: str, error: str, maintenance: bool = False) -> NodeFacts:
-        return cls(name, None, None, False, None, None, None, maintenance, reachable=False, error=error)
+        return cls(name, {}, None, None, maintenance, reachable=False, error=error)
+
+    def vip(self, key: str) -> VipFacts:
+        return self.vips.get(key) or VipFacts(None, None, False, None)
+
+    @property
+    def states(self) -> set[str | None]:
+        return {f.state for f in self.vips.values()}
 
     @property
     def shown_state(self) -> str:
-        return self.state or ("unreachable" if not self.reachable else "no vhid")
+        if not self.reachable:
+            return "unreachable"
+        states = [f.state or "no vhid" for f in self.vips.values()]
+        if len(set(states)) == 1:
+            return states[0]
+        return ", ".join(f"{s} (vhid {k.rsplit(':', 1)[-1]})" for k, s in zip(self.vips, states, strict=True)) \
+            or "no vhid"
 
 
 def node_facts(t: Target, values: list[Any], maintenance: bool = False) -> NodeFacts:
-    """A node's facts from the values of `reads(t)`."""
+    """A node's facts from the values of `reads(t)`, for every service IP of the target."""
     interfaces, sysctls, rc_text, rule_text = values
-    iface = interfaces.get(t.interface)
-    status = iface.carp_status(t.vhid) if iface else None
-    return NodeFacts(t.server, status.state if status else None, status.advskew if status else None,
-                     bool(iface and iface.has_carp_address(t.vip, t.vhid)), sysctls.get(facts.DEMOTION),
-                     sysctls.get(facts.PREEMPT),
-                     alias_slot(rc_text, t)[1], maintenance, events_rule=rule_text)
+    vips = {}
+    for vip in t.vips:
+        per = t.for_vip(vip)
+        iface = interfaces.get(vip.interface)
+        status = iface.carp_status(vip.vhid) if iface else None
+        vips[vip.key] = VipFacts(status.state if status else None, status.advskew if status else None,
+                                 bool(iface and all(iface.has_carp_address(h, vip.vhid) for h in vip.hosts)),
+                                 alias_slot(rc_text, per)[1])
+    return NodeFacts(t.server, vips, sysctls.get(facts.DEMOTION), sysctls.get(facts.PREEMPT), maintenance,
+                     events_rule=rule_text)
 
 
-def state_of(interfaces: dict[str, facts.Interface], t: Target) -> str | None:
-    iface = interfaces.get(t.interface)
-    status = iface.carp_status(t.vhid) if iface else None
+def state_of(interfaces: dict[str, facts.Interface], vip: Vip) -> str | None:
+    iface = interfaces.get(vip.interface)
+    status = iface.carp_status(vip.vhid) if iface else None
     return status.state if status else None
 
 
 @dataclass
 class Diagnosis:
     healthy: bool
-    master: str | None
+    master: str | None  # the node that is MASTER of every service IP (None: none, or they are split)
     problems: list[str] = field(default_factory=list)
+    masters: dict[str, str | None] = field(default_factory=dict)  # by Vip.key: its one MASTER, if it has one
 
 
-def _state_problems(up: list[NodeFacts], vhid: int, vip_answers: bool | None) -> list[str]:
+def _state_problems(up: list[NodeFacts], vip: Vip, vip_answers: bool | None) -> list[str]:
     problems: list[str] = []
-    masters = [n.name for n in up if n.state == "MASTER"]
-    missing = [n.name for n in up if n.state is None or not n.has_vip]
+    what = vip.label
+    masters = [n.name for n in up if n.vip(vip.key).state == "MASTER"]
+    missing = [n.name for n in up if n.vip(vip.key).state is None or not n.vip(vip.key).has_vip]
     for name in missing:
-        problems.append(f"{name} has no vhid {vhid} with the service IP: run Configure.")
-    inits = [n.name for n in up if n.state == "INIT"]
+        problems.append(f"{name} lacks {what} or one of its addresses: run Configure.")
+    inits = [n.name for n in up if n.vip(vip.key).state == "INIT"]
     if inits:
-        problems.append(f"{', '.join(inits)} in INIT: the interface is down or has no carrier, or a hypervisor "
-                        "drops CARP multicast (allow promiscuous mode / MAC changes / forged transmits).")
+        problems.append(f"{', '.join(inits)} in INIT for {what}: the interface is down or has no carrier, or a "
+                        "hypervisor drops CARP multicast (allow promiscuous mode / MAC changes / forged transmits).")
     if len(masters) > 1:
-        problems.append(f"Split brain: {' and '.join(masters)} are all MASTER for vhid {vhid}. Likely causes: the "
+        problems.append(f"Split brain: {' and '.join(masters)} are all MASTER for {what}. Likely causes: the "
                         "CARP password or the address list differs between nodes, multicast is blocked between "
-                        "them (IGMP snooping, clouds), or another device on the segment uses vhid "
-                        f"{vhid}. Run Configure to re-apply one password everywhere, then check the switch.")
+                        "them (IGMP snooping, clouds: choose unicast on FreeBSD 14), or another device on the segment "
+                        f"uses vhid {vip.vhid}. Run Configure to re-apply one password everywhere, then check the "
+                        "switch.")
     if not masters and up and not missing and not inits:
         if vip_answers:
-            problems.append(f"No node is MASTER, yet the service IP answers: another device on the segment holds "
-                            f"vhid {vhid} or the address (a vhid collision or a rogue speaker). Find it with "
-                            "`tcpdump -ni em0 -c 20 -t vrrp -T carp` and give this cluster a free vhid.")
+            problems.append(f"No node is MASTER of {what}, yet it answers: another device on the segment holds "
+                            f"vhid {vip.vhid} or the address (a vhid collision or a rogue speaker). Find it with "
+                            f"`tcpdump -ni {vip.interface} -c 20 -t vrrp -T carp` and give it a free vhid.")
         else:
-            problems.append("No node is MASTER and the service IP does not answer.")
+            problems.append(f"No node is MASTER of {what} and it does not answer.")
     return problems
 
 
-def _node_problems(n: NodeFacts) -> list[str]:
+def _node_problems(n: NodeFacts, vips: tuple[Vip, ...]) -> list[str]:
+    """Node-wide findings, said once per node; the rc.conf ones name the service IP."""
     problems = []
     if n.demotion and not n.maintenance:
         problems.append(f"{n.name} has net.inet.carp.demotion={n.demotion} left raised (a drill or maintenance "
                         "not undone, or send errors): it will not take the VIP back. Run Check to repair.")
     if n.preempt == 0:
-        problems.append(f"{n.name} has net.inet.carp.preempt=0: no failback after the master returns.")
-    if n.rc_line is None and n.state is not None:
-        problems.append(f"{n.name}: the vhid is configured now but not in /etc/rc.conf; it is lost at reboot.")
-    elif n.rc_line is not None and n.advskew is not None and f"advskew {n.advskew} " not in n.rc_line:
-        problems.append(f"{n.name}: /etc/rc.conf and the running advskew ({n.advskew}) disagree.")
+        problems.append(f"{n.name} has net.inet.carp.preempt=0: no failback after the master returns, and its "
+                        "service IPs need not follow one node.")
+    for vip in vips:
+        f = n.vip(vip.key)
+        if f.rc_line is None and f.state is not None:
+            problems.append(f"{n.name}: {vip.label} is configured now but not in /etc/rc.conf; it is lost at reboot.")
+        elif f.rc_line is not None and f.advskew is not None and f"advskew {f.advskew} " not in f.rc_line:
+            problems.append(f"{n.name}: /etc/rc.conf and the running advskew ({f.advskew}) of vhid {vip.vhid} "
+                            "disagree.")
     rule = events.rule_problem(n.name, n.events_rule)
     if rule:
         problems.append(rule)
     return problems
 
 
-def diagnose(nodes: list[NodeFacts], vhid: int, vip_answers: bool | None) -> Diagnosis:
-    """One MASTER and the rest BACKUP is healthy; anything else gets the likely cause from the pitfall list."""
+def diagnose(nodes: list[NodeFacts], vips: tuple[Vip, ...], vip_answers: dict[str, bool | None]) -> Diagnosis:
+    """Per service IP, one MASTER and the rest BACKUP is healthy; every service IP with the same MASTER (preempt
+    makes them follow one node); anything else gets the likely cause from the pitfall list."""
     problems = [f"{n.name} is unreachable ({n.error})." for n in nodes if not n.reachable]
     up = [n for n in nodes if n.reachable]
-    problems += _state_problems(up, vhid, vip_answers)
+    masters: dict[str, str | None] = {}
+    for vip in vips:
+        problems += _state_problems(up, vip, vip_answers.get(vip.key))
+        found = [n.name for n in up if n.vip(vip.key).state == "MASTER"]
+        masters[vip.key] = found[0] if len(found) == 1 else None
+    holders = {m for m in masters.values() if m}
+    if len(holders) > 1 and all(masters.values()):
+        split = "; ".join(f"{m} of {', '.join(f'vhid {v.vhid}' for v in vips if masters[v.key] == m)}"
+                          for m in sorted(holders))
+        problems.append(f"The nodes split the service IPs: {split}. With preempt they should follow one node: a "
+                        "link down on one interface, or an advskew that differs between vhids, holds them apart.")
     for n in up:
-        problems += _node_problems(n)
+        problems += _node_problems(n, vips)
     if up and all(n.maintenance for n in nodes):
         problems.append("Every node is in maintenance: the VIP has no preferred home.")
-    masters = [n.name for n in up if n.state == "MASTER"]
-    return Diagnosis(len(masters) == 1 and not problems, masters[0] if len(masters) == 1 else None, problems)
+    common = next(iter(holders)) if len(holders) == 1 and all(masters.values()) else None
+    return Diagnosis(bool(vips) and common is not None and not problems, common, problems, masters)
 
 
 def settled(diagnosis: Diagnosis, home: str | None, expect_home: bool, in_maintenance: set[str]) -> bool:
@@ -176,7 +221,7 @@ def pick_prober(probes: list[str], nodes: list[NodeFacts], connected: set[str]) 
         if name in connected:
             return name
     for n in nodes:
-        if n.state == "BACKUP" and n.name in connected:
+        if n.states == {"BACKUP"} and n.name in connected:
             return n.name
     return next((n.name for n in nodes if n.name in connected), None)
 

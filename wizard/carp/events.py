@@ -192,6 +192,7 @@ class Transition:
     new: str
     reason: str
     time: datetime
+    vhid: int = 0
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,20 @@ def reverted_episodes(transitions: list[Transition], master: str) -> list[Episod
     return episodes
 
 
+SAME_LOSS = 2.0  # seconds: a node's vhids that lose MASTER this close together lost it in one event
+
+
 def losses(transitions: list[Transition]) -> int:
-    """How many times some node lost MASTER: a flapping cluster's count (a drill or a maintenance is two)."""
-    return sum(1 for t in transitions if t.old == "MASTER" and t.new != "MASTER")
+    """How many times some node lost MASTER: a flapping cluster's count (a drill or a maintenance is two). A node
+    carrying ten service IPs loses all ten at once (its link, its demotion): that is one loss, not ten."""
+    groups: dict[str, tuple[datetime, set[int]]] = {}  # per node: when its current loss began, which vhids
+    count = 0
+    for t in sorted(transitions, key=lambda t: t.time):
+        if t.old == "MASTER" and t.new != "MASTER":
+            group = groups.get(t.node)
+            if group is not None and (t.time - group[0]).total_seconds() <= SAME_LOSS and t.vhid not in group[1]:
+                group[1].add(t.vhid)  # another of its service IPs in the same loss
+            else:
+                groups[t.node] = (t.time, {t.vhid})
+                count += 1
+    return count

@@ -6,6 +6,7 @@ shared/reference/freebsd-carp.md; parsers accept the variants it lists. Pure: no
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ T_co = TypeVar("T_co", covariant=True)
 
 CARP_LINE = re.compile(r"^\s*carp:\s+(INIT|BACKUP|MASTER)\s+vhid\s+(\d+)\s+advbase\s+(\d+)\s+advskew\s+(\d+)")
 INET_LINE = re.compile(r"^\s*inet\s+(\d+\.\d+\.\d+\.\d+)\s+netmask\s+(0x[0-9a-fA-F]{8})(?:.*?\svhid\s+(\d+))?")
+INET6_LINE = re.compile(r"^\s*inet6\s+([0-9a-fA-F:.]+)(%\S+)?\s+prefixlen\s+(\d+)(?:.*?\svhid\s+(\d+))?")
+PEER_LINE = re.compile(r"^\s*peer\s+(\S+)\s+peer6\s+(\S+)")
 IFACE_HEAD = re.compile(r"^([A-Za-z0-9_.]+):\s+flags=")
 DEMOTION = "net.inet.carp.demotion"
 PREEMPT = "net.inet.carp.preempt"
@@ -59,6 +62,8 @@ class CarpStatus:
     vhid: int
     advbase: int
     advskew: int
+    peer: str | None = None  # 14.x's second line: 224.0.0.18 (multicast) or the unicast peer; None before 14
+    peer6: str | None = None
 
 
 @dataclass
@@ -68,16 +73,34 @@ class Interface:
     inet: list[InetAddress] = field(default_factory=list)
     carp: list[CarpStatus] = field(default_factory=list)
     status: str = ""
+    inet6: list[InetAddress] = field(default_factory=list)
+    ifdisabled: bool = False  # nd6 options carry IFDISABLED: IPv6 is off on the interface
 
     def carp_status(self, vhid: int) -> CarpStatus | None:
         return next((c for c in self.carp if c.vhid == vhid), None)
 
     def has_carp_address(self, address: str, vhid: int) -> bool:
-        return any(a.address == address and a.vhid == vhid for a in self.inet)
+        return any(same_address(a.address, address) and a.vhid == vhid for a in self.inet + self.inet6)
+
+    def carp_addresses(self, vhid: int) -> list[InetAddress]:
+        """Every address (IPv4 and IPv6) the vhid carries on this interface."""
+        return [a for a in self.inet + self.inet6 if a.vhid == vhid]
 
     def own_addresses(self) -> list[InetAddress]:
         """The interface's own addresses (not CARP ones)."""
         return [a for a in self.inet if a.vhid is None]
+
+    def own_addresses6(self) -> list[InetAddress]:
+        """The interface's own global IPv6 addresses (not CARP ones, not link-local)."""
+        return [a for a in self.inet6 if a.vhid is None and not a.address.lower().startswith("fe80:")]
+
+
+def same_address(a: str, b: str) -> bool:
+    """Two spellings of one address (IPv6 has many: 2001:db8::1 and 2001:0db8:0::1)."""
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
 
 
 def parse_ifconfig(text: str) -> dict[str, Interface]:
@@ -98,8 +121,14 @@ def _parse_interface_line(current: Interface, line: str) -> None:
     if m := INET_LINE.match(line):
         prefix = bin(int(m.group(2), 16)).count("1")
         current.inet.append(InetAddress(m.group(1), prefix, int(m.group(3)) if m.group(3) else None))
+    elif m := INET6_LINE.match(line):
+        current.inet6.append(InetAddress(m.group(1), int(m.group(3)), int(m.group(4)) if m.group(4) else None))
     elif m := CARP_LINE.match(line):
         current.carp.append(CarpStatus(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))))
+    elif (m := PEER_LINE.match(line)) and current.carp:
+        current.carp[-1].peer, current.carp[-1].peer6 = m.group(1), m.group(2)
+    elif line.strip().startswith("nd6 options="):
+        current.ifdisabled = "IFDISABLED" in line
     elif line.strip().startswith("status:"):
         current.status = line.split(":", 1)[1].strip()
 
@@ -179,6 +208,8 @@ class Ping:
     wait: int = 2
 
     def command(self) -> str:
+        if ":" in self.host:  # ping6 -X: the whole run's timeout in seconds (13.x's ping6, a link on 14.x)
+            return f"ping6 -c 1 -X {int(self.wait)} {q(self.host)}"
         return f"ping -c 1 -t {int(self.wait)} {q(self.host)}"
 
     def parse(self, result: CommandResult) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -37,22 +37,68 @@ class Verdict(StrEnum):
     SKIPPED = "skipped"
 
 
+MULTICAST = "224.0.0.18"
+MULTICAST6 = "ff02::12"
+
+
+@dataclass(frozen=True)
+class Vip:
+    """One service IP as the steps need it: a vhid on an interface with its addresses ("ADDR/PREFIX")."""
+
+    interface: str
+    vhid: int
+    addresses: tuple[str, ...]
+    advbase: int = 1
+    peer: str = ""  # unicast: the other node's IPv4 address on the interface ("" multicast)
+    peer6: str = ""  # unicast: its IPv6 address
+    key: str = ""  # which CARP password the session sends as $CARP_PASS (carpweb's id of the service IP)
+
+    @property
+    def unicast(self) -> bool:
+        return bool(self.peer or self.peer6)
+
+    @property
+    def hosts(self) -> list[str]:
+        return [self.split(a)[0] for a in self.addresses]
+
+    @property
+    def label(self) -> str:
+        return f"vhid {self.vhid} on {self.interface} ({', '.join(self.hosts)})"
+
+    @staticmethod
+    def split(address: str) -> tuple[str, int]:
+        host, sep, prefix = address.rpartition("/")
+        if not sep or not prefix.isdigit():
+            return address, 128 if ":" in address else 32
+        return host, int(prefix)
+
+
 @dataclass(frozen=True)
 class Target:
-    """One server of a cluster, as the steps need it; built from validated models."""
+    """One server of a cluster, as the steps need it; built from validated models. Node-wide steps use the
+    server's fields; a per-service-IP step gets the same target with `vip` set (`for_vip`)."""
 
     server: str
     address: str
     subnet: str
     gateway: str
-    vip: str
-    vhid: int
-    interface: str
+    interface: str  # the node's own interface (its address lives there)
     stamp: str = "00000000T000000"  # the run's start, for backup file names
     advskew: int = 0
-    advbase: int = 1
-    vip_prefix: int = 32
     reapply: bool = False  # the last check found the cluster unhealthy: re-apply what ifconfig cannot show
+    vips: tuple[Vip, ...] = ()
+    vip: Vip | None = None
+    address6: str = ""
+
+    def for_vip(self, vip: Vip) -> Target:
+        return replace(self, vip=vip)
+
+    @property
+    def sip(self) -> Vip:
+        """The service IP of a per-service-IP step."""
+        if self.vip is None:
+            raise ValueError("a per-service-IP step needs its service IP")
+        return self.vip
 
 
 @dataclass
@@ -81,6 +127,13 @@ class Step:
     reads: Callable[[Target], list[Fact[Any]]]
     judge: Judge
     changes: Callable[[Target], list[str]] = field(default=lambda t: [])  # what Review shows as the change
+    per_vip: bool = False  # run once per service IP, with the target's `vip` set
+
+    def row_name(self, vip: Vip | None) -> str:
+        return f"{self.name}:{vip.interface}:{vip.vhid}" if self.per_vip and vip else self.name
+
+    def row_title(self, vip: Vip | None) -> str:
+        return f"{self.title}: vhid {vip.vhid} on {vip.interface}" if self.per_vip and vip else self.title
 
     def read_commands(self, t: Target) -> list[str]:
         return [fact.command() for fact in self.reads(t)]
@@ -154,23 +207,67 @@ def _judge_gateway(t: Target, v: list[Any], r: list[CommandResult]) -> Outcome:
 
 
 def _judge_vip_free(t: Target, v: list[Any], r: list[CommandResult]) -> Outcome:
-    interfaces, answers = v
-    iface = interfaces.get(t.interface)
-    if iface is not None and iface.has_carp_address(t.vip, t.vhid):
-        return ok(f"{t.vip} is already this cluster's CARP address (vhid {t.vhid})")
-    if answers:
-        return failed(f"{t.vip} already answers ping from {t.server}: another host uses it. "
-                      "Choose a free address for the service IP.")
-    return ok(f"{t.vip} is free")
+    vip = t.sip
+    iface, answers = v[0].get(vip.interface), v[1:]
+    taken = [h for h, answered in zip(vip.hosts, answers, strict=True)
+             if answered and not (iface and iface.has_carp_address(h, vip.vhid))]
+    if taken:
+        return failed(f"{', '.join(taken)} already answer{'s' if len(taken) == 1 else ''} ping from {t.server}: "
+                      "another host uses it. Choose a free address for the service IP.")
+    ours = [h for h in vip.hosts if iface and iface.has_carp_address(h, vip.vhid)]
+    if ours:
+        return ok(f"{', '.join(ours)} already this cluster's CARP address (vhid {vip.vhid}); the rest is free")
+    return ok(f"{', '.join(vip.hosts)} free")
 
 
 def _judge_vhid_free(t: Target, v: list[Any], r: list[CommandResult]) -> Outcome:
-    for iface in v[0].values():
-        for a in iface.inet:
-            if a.vhid == t.vhid and a.address != t.vip:
-                return failed(f"vhid {t.vhid} is already configured on {t.server} for {a.address}: choose "
-                              "another vhid (1-255), unique on this network segment.")
-    return ok(f"vhid {t.vhid} is not used for another address")
+    vip = t.sip
+    iface = v[0].get(vip.interface)
+    for a in iface.carp_addresses(vip.vhid) if iface else []:
+        if not any(facts.same_address(a.address, h) for h in vip.hosts):
+            return failed(f"vhid {vip.vhid} is already configured on {t.server}'s {vip.interface} for {a.address}: "
+                          "choose another vhid (1-255), unique on this network segment, or add the address to "
+                          "that service IP.")
+    return ok(f"vhid {vip.vhid} is not used on {vip.interface} for another address")
+
+
+def _judge_vip_interface(t: Target, v: list[Any], r: list[CommandResult]) -> Outcome:
+    """The service IP's interface exists; IPv6 is on there and a node address shares each IPv6 prefix; unicast
+    needs FreeBSD 14 (ifconfig's `peer`) and a peer that answers."""
+    vip = t.sip
+    names, shown, (_, release) = v[0], v[1].get(vip.interface), v[2]
+    if vip.interface not in names or shown is None:
+        return failed(f"Interface {vip.interface} does not exist on {t.server}; it has: {' '.join(names) or 'none'}.")
+    notes = []
+    v6 = [a for a in vip.addresses if ":" in a]
+    if v6 and shown.ifdisabled:
+        return failed(f"IPv6 is disabled on {t.server}'s {vip.interface} (nd6 options IFDISABLED), so CARP cannot "
+                      f"advertise {', '.join(vip.hosts)}. Fix: `ifconfig {vip.interface} inet6 -ifdisabled` and "
+                      f'ifconfig_{vip.interface}_ipv6="inet6 -ifdisabled" in /etc/rc.conf (or an IPv6 address).')
+    for a in v6:
+        net = ipaddress.IPv6Interface(a).network
+        if not any(ipaddress.IPv6Address(o.address) in net for o in shown.own_addresses6()):
+            return failed(f"{t.server}'s {vip.interface} has no IPv6 address in {net}, so {a} would not be "
+                          "reachable there. Give the node an address in that prefix, or correct the service IP.")
+    if vip.unicast:
+        major = facts.parse_freebsd_major(release)
+        if major is None or major < 14:
+            return failed(f"{t.server} runs FreeBSD {release or 'unknown'}: unicast CARP (ifconfig's peer) needs "
+                          "14.0 or later. Choose multicast for this service IP, or upgrade.")
+        answers = v[3:]
+        peers = [p for p in (vip.peer, vip.peer6) if p]
+        silent = [p for p, answered in zip(peers, answers, strict=True) if not answered]
+        if silent:
+            return failed(f"The unicast peer {', '.join(silent)} does not answer ping from {t.server}: "
+                          "advertisements would not arrive. Check the peer's address and the path between them.")
+        notes.append(f"unicast to {', '.join(peers)}, which answers")
+    return ok(f"{vip.interface} is ready" + (f"; {'; '.join(notes)}" if notes else ""))
+
+
+def _vip_interface_reads(t: Target) -> list[Fact[Any]]:
+    vip = t.sip
+    peers = [p for p in (vip.peer, vip.peer6) if p] if vip.unicast else []
+    return [facts.InterfaceNames(), facts.Ifconfig(vip.interface), facts.Uname(), *(facts.Ping(p, 2) for p in peers)]
 
 
 # -- prepare ------------------------------------------------------------------------------------
@@ -236,9 +333,13 @@ PREFLIGHT: list[Step] = [
          lambda t: [facts.InterfaceNames(), facts.Ifconfig(t.interface)], _judge_interface),
     Step("gateway", Phase.PREFLIGHT, "Default route and gateway",
          lambda t: [facts.DefaultGateway(), facts.Ping(t.gateway, 2)], _judge_gateway),
-    Step("vip-free", Phase.PREFLIGHT, "Service IP not used by another host",
-         lambda t: [facts.Ifconfig(t.interface), facts.Ping(t.vip, 1)], _judge_vip_free),
-    Step("vhid-free", Phase.PREFLIGHT, "vhid free on this server", lambda t: [facts.Ifconfig()], _judge_vhid_free),
+    Step("vip-interface", Phase.PREFLIGHT, "Service IP's interface ready", _vip_interface_reads,
+         _judge_vip_interface, per_vip=True),
+    Step("vip-free", Phase.PREFLIGHT, "Addresses not used by another host",
+         lambda t: [facts.Ifconfig(t.sip.interface), *(facts.Ping(h, 1) for h in t.sip.hosts)], _judge_vip_free,
+         per_vip=True),
+    Step("vhid-free", Phase.PREFLIGHT, "vhid free on the interface", lambda t: [facts.Ifconfig(t.sip.interface)],
+         _judge_vhid_free, per_vip=True),
 ]
 PREPARE: list[Step] = [
     Step("loader-conf", Phase.PREPARE, "Load carp at boot (/boot/loader.conf)", lambda t: [LOADER_VALUE],

@@ -15,7 +15,7 @@ from .. import revisions
 from ..carp import cluster as carp_cluster
 from ..carp import facts
 from ..carp.cluster import Diagnosis, NodeFacts
-from ..models import Cluster, Server, Step
+from ..models import Cluster, Server, ServiceIP, Step
 from ..ssh import SSHError
 from .context import RunContext
 from .recorder import Recorder
@@ -54,9 +54,12 @@ def prober_session(ctx: RunContext, found: list[NodeFacts]) -> Session | None:
     return ctx.sessions.get(name) if name else None
 
 
-def gather(ctx: RunContext, transcript: Transcript) -> tuple[list[NodeFacts], bool | None]:
+Answers = dict[str, bool | None]  # by Vip.key: every address of the service IP answers the prober (None: not asked)
+
+
+def gather(ctx: RunContext, transcript: Transcript) -> tuple[list[NodeFacts], Answers]:
     """Every node's CARP facts, read on all nodes at once (one round trip each, so the look is close to a
-    snapshot), and whether the VIP answers a ping from the prober (None: nobody to ask)."""
+    snapshot), and whether each service IP answers a ping from the prober (one round trip for all)."""
     parts: list[Transcript] = [[] for _ in ctx.nodes]
     if len(ctx.nodes) > 1:
         with ThreadPoolExecutor(max_workers=len(ctx.nodes)) as pool:
@@ -66,12 +69,17 @@ def gather(ctx: RunContext, transcript: Transcript) -> tuple[list[NodeFacts], bo
     for part in parts:
         transcript.extend(part)
     prober = prober_session(ctx, found)
-    if prober is None:
-        return found, None
+    if prober is None or not ctx.vips:
+        return found, {v.key: None for v in ctx.vips}
+    pings = [(v.key, facts.Ping(h, 1)) for v in ctx.vips for h in v.hosts]
     try:
-        return found, prober.read(facts.Ping(ctx.cluster.vip, 1), transcript)
+        values, _ = prober.read_all([p for _, p in pings], transcript)
     except SSHError:
-        return found, None
+        return found, {v.key: None for v in ctx.vips}
+    answers: Answers = {}
+    for (key, _), answered in zip(pings, values, strict=True):
+        answers[key] = bool(answered) and answers.get(key, True) is not False
+    return found, answers
 
 
 def set_demotion(session: Session, current: int, wanted: int, transcript: Transcript) -> bool:
@@ -101,7 +109,7 @@ def repair_demotions(ctx: RunContext, found: list[NodeFacts], transcript: Transc
     return repaired
 
 
-Look = tuple[list[NodeFacts], bool | None, Diagnosis, Transcript]
+Look = tuple[list[NodeFacts], Answers, Diagnosis, Transcript]
 
 
 def _observe_until_settled(ctx: RunContext, expect_home: bool, first: Look | None = None) -> Look:
@@ -117,19 +125,25 @@ def _observe_until_settled(ctx: RunContext, expect_home: bool, first: Look | Non
         else:
             transcript: Transcript = []
             found, answers = gather(ctx, transcript)
-            seen["last"] = (found, answers, carp_cluster.diagnose(found, ctx.cluster.vhid, answers), transcript)
+            seen["last"] = (found, answers, carp_cluster.diagnose(found, ctx.vips, answers), transcript)
         return carp_cluster.settled(seen["last"][2], home, expect_home, in_maintenance)
 
-    until(look, seconds=carp_cluster.transition_deadline(ctx.cluster.advbase), every=0.5, stop=ctx.stop)
+    until(look, seconds=carp_cluster.transition_deadline(ctx.advbase), every=0.5, stop=ctx.stop)
     return seen["last"]
 
 
 def _store_observation(ctx: RunContext, found: list[NodeFacts], diagnosis: Diagnosis, lines: list[str]) -> None:
     with revisions.change() as rev:
         for n in found:
+            states = {f.state for f in n.vips.values()}
+            skews = {f.advskew for f in n.vips.values()}
+            state = "unreachable" if not n.reachable else (states.pop() or "") if len(states) == 1 else "mixed"
             Server.objects.filter(cluster=ctx.cluster, name=n.name).update(
-                carp_state=n.state or ("unreachable" if not n.reachable else ""), carp_advskew=n.advskew,
-                demotion=n.demotion)
+                carp_state=state, carp_advskew=skews.pop() if len(skews) == 1 else None, demotion=n.demotion)
+        for vip in ctx.vips:
+            shown = ", ".join(f"{n.name} {n.vip(vip.key).state or ('unreachable' if not n.reachable else 'none')}"
+                              for n in found)
+            ServiceIP.objects.filter(pk=int(vip.key)).update(state=shown[:200])
         Cluster.objects.filter(pk=ctx.cluster.pk).update(diagnosis="\n".join(lines), healthy=diagnosis.healthy,
                                                          checked_at=timezone.now(), rev=rev)
 
@@ -140,7 +154,7 @@ def check(ctx: RunContext, row: Step) -> bool:
     found, answers = gather(ctx, first_transcript)
     repair_transcript: Transcript = []
     repaired = repair_demotions(ctx, found, repair_transcript)
-    first = None if repaired else (found, answers, carp_cluster.diagnose(found, ctx.cluster.vhid, answers),
+    first = None if repaired else (found, answers, carp_cluster.diagnose(found, ctx.vips, answers),
                                    first_transcript)
     expect_home = bool(repaired) or ctx.plan.maintenance is not None
     found, answers, diagnosis, transcript = _observe_until_settled(ctx, expect_home, first)
@@ -149,7 +163,9 @@ def check(ctx: RunContext, row: Step) -> bool:
     states = ", ".join(f"{n.name} {n.shown_state}" for n in found)
     transcript = transcript if first is not None else first_transcript + repair_transcript + transcript
     if diagnosis.healthy:
-        vip = "answers" if answers else "not probed" if answers is None else "does not answer"
+        heard = list(answers.values())
+        vip = ("answers" if all(heard) else "not probed" if all(a is None for a in heard) else
+               "does not answer everywhere")
         finish(ctx, row, Step.Status.CHANGED if repaired else Step.Status.OK,
                f"{states}; VIP {vip}. " + " ".join(lines), transcript)
         return True
@@ -183,9 +199,10 @@ def maintenance(ctx: RunContext, row: Step) -> bool:
 
 
 def is_master(ctx: RunContext, name: str, transcript: Transcript) -> bool:
-    target = ctx.targets[name]
-    interfaces = ctx.sessions[name].read(facts.Ifconfig(target.interface), transcript)
-    return carp_cluster.state_of(interfaces, target) == "MASTER"
+    """The node is MASTER of every service IP."""
+    vips = ctx.vips
+    interfaces = ctx.sessions[name].read(facts.Ifconfig(), transcript)
+    return bool(vips) and all(carp_cluster.state_of(interfaces, v) == "MASTER" for v in vips)
 
 
 class Probe:

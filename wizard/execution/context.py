@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from django.urls import reverse
 
-from ..carp.steps import Target
+from ..carp.steps import Target, Vip
 from ..models import Cluster, Run, Server
 from ..plan import RunPlan
 from .connect import Connector
@@ -24,7 +24,7 @@ class RunContext:
     targets: dict[str, Target]
     recorder: Recorder
     connector: Connector
-    carp_pass: str
+    passwords: dict[str, str]  # each service IP's CARP password, by Vip.key
     sessions: dict[str, Session] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -42,3 +42,13 @@ class RunContext:
 
     def server(self, name: str) -> Server:
         return next(s for s in self.servers if s.name == name)
+
+    @property
+    def vips(self) -> tuple[Vip, ...]:
+        """The cluster's service IPs (as the first node sees them; only unicast peers differ between nodes)."""
+        return next(iter(self.targets.values())).vips if self.targets else ()
+
+    @property
+    def advbase(self) -> int:
+        """The slowest service IP's advbase: what a wait for CARP must allow for."""
+        return max((v.advbase for v in self.vips), default=1)

@@ -56,7 +56,7 @@ def _await_takeover(ctx: RunContext, backups: list[str], t0: float, probe: Probe
     row = begin(ctx, "drill-takeover")
     probe.row = row
     transcript: Transcript = []
-    limit = carp_cluster.transition_deadline(ctx.cluster.advbase)
+    limit = carp_cluster.transition_deadline(ctx.advbase)
     new_master = until(lambda: next((b for b in backups if is_master(ctx, b, transcript)), None),
                        seconds=limit, every=0.1, stop=ctx.stop)
     if new_master is None:
@@ -89,7 +89,7 @@ def _await_failback(ctx: RunContext, master: str) -> bool:
     row = begin(ctx, "drill-failback")
     transcript: Transcript = []
     t0 = time.monotonic()
-    limit = carp_cluster.transition_deadline(ctx.cluster.advbase)
+    limit = carp_cluster.transition_deadline(ctx.advbase)
     if until(lambda: is_master(ctx, master, transcript), seconds=limit, every=0.2, stop=ctx.stop):
         finish(ctx, row, Step.Status.OK, f"{master} is MASTER again after {time.monotonic() - t0:.2f} s",
                 transcript[-1:])
@@ -111,12 +111,12 @@ def _fail_open_rows(ctx: RunContext, why: str) -> None:
 
 def drill(ctx: RunContext) -> bool:
     found, _ = gather(ctx, [])
-    master = next((n.name for n in found if n.state == "MASTER"), None)
+    master = next((n.name for n in found if n.states == {"MASTER"}), None)
     if master is None:
-        skip_all(ctx, "not run: no MASTER to demote")
+        skip_all(ctx, "not run: no node is MASTER of every service IP")
         return False
-    probe = Probe(prober_session(ctx, found), ctx.cluster.vip, ctx.recorder)
-    backups = [n.name for n in found if n.state == "BACKUP" and n.name in ctx.sessions]
+    probe = Probe(prober_session(ctx, found), ctx.vips[0].hosts[0], ctx.recorder)
+    backups = [n.name for n in found if n.states == {"BACKUP"} and n.name in ctx.sessions]
     record = Drill.objects.create(cluster=ctx.cluster, run=ctx.run, master_before=master,
                                   probe=probe.session.name if probe.session else "", demoted=ctx.server(master))
     takeover = Takeover()
@@ -137,7 +137,7 @@ def drill(ctx: RunContext) -> bool:
         Drill.objects.filter(pk=record.pk).update(
             status=Drill.Status.OK if ok else Drill.Status.FAILED, master_during=takeover.master or "",
             takeover_s=takeover.seconds, outage_s=outage,
-            bound_s=carp_cluster.master_down_bound(ctx.cluster.advbase, skew), failback_ok=failback,
+            bound_s=carp_cluster.master_down_bound(ctx.advbase, skew), failback_ok=failback,
             message=probe.error)
         revisions.touch_cluster(ctx.cluster.pk, rev)
     return ok

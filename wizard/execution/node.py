@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .. import audit
-from ..carp import steps as carp_steps
 from ..carp.facts import CommandResult, is_private, private_summary
 from ..carp.steps import Change, Outcome, Verdict
 from ..models import Server, Step
+from ..plan import PlannedStep
 from ..ssh import SSHError
 from .context import RunContext
 from .session import Session, Transcript
@@ -30,7 +30,7 @@ def connect(ctx: RunContext, server: Server) -> Session | None:
                          actor_name="system")
         ctx.recorder.skip_pending(server, NO_SESSION)
         return None
-    session = Session(server.name, transport, ctx.carp_pass)
+    session = Session(server.name, transport)
     ctx.sessions[server.name] = session
     ctx.recorder.finish(row, Step.Status.OK, f"{server.ssh_user}@{server.ssh_host}:{server.ssh_port}, host key "
                         "as pinned")
@@ -53,9 +53,12 @@ def apply_change(session: Session, change: Change, transcript: Transcript,
     return Outcome(Verdict.CHANGED, change.message), results[-1]
 
 
-def execute_step(ctx: RunContext, session: Session, step: carp_steps.Step, row: Step) -> bool:
+def execute_step(ctx: RunContext, session: Session, planned: PlannedStep, row: Step) -> bool:
     """Read the step's facts, judge them, apply a change if one is needed; the row tells what happened."""
-    target = ctx.targets[session.name]
+    step, target = planned.step, ctx.targets[session.name]
+    if planned.vip is not None:  # this node's own view of the service IP (its unicast peer), and its password
+        target = target.for_vip(next(v for v in target.vips if v.key == planned.vip.key))
+        session = session.with_password(ctx.passwords.get(planned.vip.key, ""))
     transcript: Transcript = []
     ctx.recorder.start(row)
     last: CommandResult | None = None
@@ -79,7 +82,7 @@ def execute_step(ctx: RunContext, session: Session, step: carp_steps.Step, row: 
     return verdict.status != Verdict.FAILED
 
 
-def execute_stage(ctx: RunContext, server: Server, steps: list[carp_steps.Step]) -> bool:
+def execute_stage(ctx: RunContext, server: Server, steps: list[PlannedStep]) -> bool:
     """One stage's steps on one node, in order; after a failure the node's remaining steps are skipped."""
     session = ctx.sessions.get(server.name)
     if session is None:

@@ -17,7 +17,7 @@ from .. import crypto, revisions
 from ..models import Run, Step
 from ..plan import ClusterOp, run_plan, targets
 from ..ssh import SSHError
-from . import cluster_ops, drill
+from . import cluster_ops, drill, handover
 from .connect import Connector, ssh_connect
 from .context import RunContext
 from .node import connect, execute_stage
@@ -31,6 +31,8 @@ STOP_GRACE = 10.0  # seconds the parts of a stopped run get to record how they e
 STAGE_BLOCKED = ("not run: a node did not come through the steps before these; the service IP goes on every "
                  "node or none")
 MAX_PARALLEL_SERVERS = 32
+# Kinds that look at what Configure put on the nodes rather than put it there.
+OBSERVING = (Run.Kind.CHECK, Run.Kind.DRILL, Run.Kind.MAINTENANCE_ON, Run.Kind.MAINTENANCE_OFF, Run.Kind.HANDOVER)
 SLOTS = Slots(settings.CARPWEB_SSH_MAX_CONNECTIONS)  # this worker process's SSH connections, shared by its runs
 
 
@@ -49,11 +51,15 @@ def claim(run_id: int) -> bool:
 def _context(run: Run, connector: Connector) -> RunContext:
     cluster = run.cluster
     servers = list(cluster.servers.all())
-    carp_pass = crypto.decrypt(cluster.carp_password_enc)
-    recorder = Recorder(run, [carp_pass, *[crypto.decrypt(s.secret_enc) for s in servers]])
+    sips = list(cluster.service_ips.all())
+    if run.kind in OBSERVING:  # a service IP not (or no longer) on the nodes is not looked for
+        sips = [s for s in sips if s.configured] or sips
+    passwords = {str(sip.pk): crypto.decrypt(sip.password_enc) for sip in sips}
+    recorder = Recorder(run, [*passwords.values(), *[crypto.decrypt(s.secret_enc) for s in servers]])
     stamp = (run.started or timezone.now()).strftime("%Y%m%dT%H%M%S")
-    return RunContext(run, cluster, run_plan(run), servers, targets(cluster, servers, stamp), recorder, connector,
-                      carp_pass)
+    found = targets(cluster, servers, stamp, sips)
+    vips = list(next(iter(found.values())).vips) if found else []
+    return RunContext(run, cluster, run_plan(run, vips), servers, found, recorder, connector, passwords)
 
 
 def _in_thread(work: Callable[[], bool]) -> bool:
@@ -90,6 +96,8 @@ def _cluster_op(ctx: RunContext, op: ClusterOp, node_ok: bool, healthy: bool) ->
             return drill.drill(ctx)
         drill.skip_all(ctx, "not run: the cluster is not healthy")
         return False
+    if op == ClusterOp.HANDOVER:
+        return handover.handover(ctx)
     row = ctx.recorder.row(None, op.value)
     if op == ClusterOp.CHECK and not node_ok:
         ctx.recorder.skip(row, "not run: a node step failed")

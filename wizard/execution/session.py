@@ -15,8 +15,12 @@ Transcript = list[str]  # the commands a step sent, in order (secrets never appe
 
 
 class Session:
-    def __init__(self, name: str, transport: Transport, carp_pass: str) -> None:
+    def __init__(self, name: str, transport: Transport, carp_pass: str = "") -> None:
         self.name, self.transport, self.carp_pass = name, transport, carp_pass
+
+    def with_password(self, carp_pass: str) -> Session:
+        """The same connection, sending another service IP's password as $CARP_PASS."""
+        return Session(self.name, self.transport, carp_pass)
 
     def run(self, command: str, transcript: Transcript, *, timeout: float | None = None,
             on_line: Callable[[str], None] | None = None) -> CommandResult:

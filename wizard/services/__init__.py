@@ -8,9 +8,14 @@ from .clusters import (
     applied_settings_changed,
     carp_password_generate,
     cluster_delete,
+    cluster_merge,
     cluster_readiness,
     cluster_save,
     servers_save,
+    service_ip_suggest,
+    service_ips_save,
+    shared_servers,
+    unicast_offer,
 )
 from .errors import ConcurrentEdit, RoleRequired, ServiceError
 from .events import cluster_evaluate, event_record, flapping_calm_check, followed_nodes, node_heard, node_trouble
@@ -26,9 +31,12 @@ __all__ = [
     "cluster_evaluate", "delivery_attempt", "event_record", "flapping_calm_check", "followed_nodes", "node_heard",
     "node_trouble",
     "notice_send", "target_add", "target_delete",
-    "applied_settings_changed", "carp_password_generate", "cluster_delete", "cluster_readiness", "cluster_save",
+    "applied_settings_changed", "carp_password_generate", "cluster_delete", "cluster_merge", "cluster_readiness",
+    "cluster_save",
     "NOT_READY", "FleetItem", "drift_check_all", "fleet_start",
     "host_keys_fetch", "host_keys_pin", "interfaces_discover", "run_execute", "run_start",
-    "runs_reap", "servers_save", "user_create", "user_set_role", "user_set_active",
+    "runs_reap", "servers_save", "service_ips_save", "shared_servers", "service_ip_suggest", "unicast_offer",
+    "user_create", "user_set_role",
+    "user_set_active",
     "password_change", "must_change_password",
 ]

@@ -38,8 +38,9 @@ def event_record(*, server_id: int, line: str) -> int | None:
     with revisions.change() as rev:
         Server.objects.filter(pk=server.pk).update(events_epoch=event.epoch, events_seq=event.seq,
                                                    events_heard_at=now, events_error="")
-        if not event.malformed and (event.vhid, event.interface) != (cluster.vhid, cluster.interface):
-            return None  # another vhid on the same node: another cluster's business
+        ours = set(cluster.service_ips.values_list("vhid", "interface"))
+        if not event.malformed and (event.vhid, event.interface) not in ours:
+            return None  # a vhid carpweb does not manage (configured by hand): not this cluster's business
         # A malformed line is kept (its place in the node's log says a transition happened), shown as such.
         try:
             with transaction.atomic():
@@ -99,7 +100,8 @@ def situation_of(cluster: Cluster, heard: dict[int, datetime], now: datetime) ->
 
 
 def _transitions(rows: Any) -> list[events.Transition]:
-    return [events.Transition(e.node, e.old_state, e.new_state, e.reason, e.node_time or e.received) for e in rows]
+    return [events.Transition(e.node, e.old_state, e.new_state, e.reason, e.node_time or e.received, e.vhid)
+            for e in rows]
 
 
 def _losses_lately(cluster: Cluster) -> int:
@@ -126,11 +128,11 @@ def cluster_evaluate(*, cluster_id: int, heard: dict[int, datetime]) -> bool:
             return True  # grouped: the flapping notice said it; the calm one will say when it ends
         if window and _losses_lately(cluster) > settings.CARPWEB_FLAP_LOSSES:
             Cluster.objects.filter(pk=cluster.pk).update(flapping=True)
-            notice_send(cluster=cluster, kind=Notice.Kind.FLAPPING, vhid=cluster.vhid, node=", ".join(masters),
+            notice_send(cluster=cluster, kind=Notice.Kind.FLAPPING, node=", ".join(masters),
                         reason=f"{_losses_lately(cluster)} losses of MASTER within {settings.CARPWEB_FLAP_MINUTES:g} "
                         "minutes; further failovers are not notified one by one until it calms down")
         elif changed and not (situation.startswith("master:") and not cluster.situation):
-            _notice_for(cluster, situation, masters)
+            _notice_for(cluster, situation, masters, _moved(cluster, cluster.events_judged))
         elif not changed and len(masters) == 1:
             episodes = events.reverted_episodes(_transitions(window), masters[0])
             if episodes:
@@ -145,33 +147,51 @@ def flapping_calm_check() -> list[int]:
         if _losses_lately(cluster) <= settings.CARPWEB_FLAP_LOSSES:
             with revisions.change():
                 Cluster.objects.filter(pk=cluster.pk).update(flapping=False)
-                notice_send(cluster=cluster, kind=Notice.Kind.CALM, vhid=cluster.vhid,
+                notice_send(cluster=cluster, kind=Notice.Kind.CALM,
                             reason=f"at most {settings.CARPWEB_FLAP_LOSSES} losses of MASTER in the last "
                             f"{settings.CARPWEB_FLAP_MINUTES:g} minutes; failovers are notified one by one again")
             calmed.append(cluster.pk)
     return calmed
 
 
+def addresses_of(cluster: Cluster, vhids: set[tuple[int, str]] | None = None) -> str:
+    """The service IPs' addresses (of these (vhid, interface) pairs; all when None), for a notice's sentence."""
+    hosts = [h for sip in cluster.service_ips.all() if vhids is None or (sip.vhid, sip.interface) in vhids
+             for h in sip.hosts]
+    return ", ".join(hosts) or "its service IPs"
+
+
+def _moved(cluster: Cluster, since_id: int) -> tuple[str, int | None]:
+    """The addresses whose vhids had transitions after event `since_id` (what a failover moved), and the vhid
+    when it was one (a webhook's `vhid`; null for several)."""
+    vhids = set(CarpEvent.objects.filter(cluster=cluster, pk__gt=since_id).values_list("vhid", "interface"))
+    return addresses_of(cluster, vhids or None), next(iter(vhids))[0] if len(vhids) == 1 else None
+
+
 def _notice_reverted(cluster: Cluster, episodes: list[events.Episode]) -> Notice:
-    """One notice for what the window held: who lost which address, for how long, why, and who held it."""
-    parts = [f"{e.node} lost {cluster.vip} for {e.seconds:.1f} s ({e.reason or 'no reason logged'}); "
-             + (f"{', '.join(e.holders)} held it meanwhile" if e.holders else "no node held it meanwhile")
+    """One notice for what the window held: who lost which addresses, for how long, why, and who held them."""
+    moved = addresses_of(cluster)
+    parts = [f"{e.node} lost {moved} for {e.seconds:.1f} s ({e.reason or 'no reason logged'}); "
+             + (f"{', '.join(e.holders)} held them meanwhile" if e.holders else "no node held them meanwhile")
              for e in episodes]
-    return notice_send(cluster=cluster, kind=Notice.Kind.FAILOVER_REVERTED, node=episodes[0].node, vhid=cluster.vhid,
+    return notice_send(cluster=cluster, kind=Notice.Kind.FAILOVER_REVERTED, node=episodes[0].node,
                        old_state="MASTER", new_state="MASTER", reason=" ".join(f"{p}." for p in parts)[:1000],
                        time=episodes[0].lost)
 
 
-def _notice_for(cluster: Cluster, situation: str, masters: list[str]) -> Notice:
+def _notice_for(cluster: Cluster, situation: str, masters: list[str], moved_vhid: tuple[str, int | None]) -> Notice:
+    """One notice per cluster event, whatever the number of service IPs: it names the addresses involved."""
+    moved, vhid = moved_vhid
     if situation == "split":
-        return notice_send(cluster=cluster, kind=Notice.Kind.SPLIT_BRAIN, node=", ".join(masters),
-                           vhid=cluster.vhid, new_state="MASTER",
-                           reason=f"{' and '.join(masters)} are all MASTER for vhid {cluster.vhid}")
+        return notice_send(cluster=cluster, kind=Notice.Kind.SPLIT_BRAIN, node=", ".join(masters), vhid=vhid,
+                           new_state="MASTER", reason=f"{' and '.join(masters)} are all MASTER ({moved})")
     if situation == "none":
-        return notice_send(cluster=cluster, kind=Notice.Kind.NO_MASTER, vhid=cluster.vhid,
-                           reason=f"no node is MASTER for vhid {cluster.vhid}")
+        return notice_send(cluster=cluster, kind=Notice.Kind.NO_MASTER, vhid=vhid,
+                           reason=f"no node is MASTER ({moved})")
     master = masters[0]
     last = CarpEvent.objects.filter(cluster=cluster, node=master, new_state="MASTER").order_by("-id").first()
-    return notice_send(cluster=cluster, kind=Notice.Kind.MASTER_CHANGED, node=master, vhid=cluster.vhid,
+    why = last.reason if last else ""
+    return notice_send(cluster=cluster, kind=Notice.Kind.MASTER_CHANGED, node=master, vhid=vhid,
                        old_state=last.old_state if last else "", new_state="MASTER",
-                       reason=last.reason if last else "", time=last.node_time if last and last.node_time else None)
+                       reason=f"{master} now holds {moved}" + (f" ({why})" if why else ""),
+                       time=last.node_time if last and last.node_time else None)

@@ -96,12 +96,16 @@ def interfaces_discover(*, cluster: Cluster) -> list[DiscoveredServer]:
             transport = ssh_connect(server)
             try:
                 res = transport.run(facts.Ifconfig().command())
+                uname = facts.Uname().parse(transport.run(facts.Uname().command()))
             finally:
                 transport.close()
         except SSHError as e:
             return DiscoveredServer(server, [], error=e.message)
         found = list(facts.parse_ifconfig(res.stdout).values())
         suggested = next((i.name for i in found if any(a.address == server.address for a in i.inet)), "")
+        # What the Service IPs step offers from: the release (unicast needs 14) and the vhids in use.
+        seen = {i.name: sorted({c.vhid for c in i.carp}) for i in found if i.carp}
+        Server.objects.filter(pk=server.pk).update(freebsd_release=uname[1][:40], seen_vhids=seen)
         return DiscoveredServer(server, found, suggested)
 
     return _parallel(one, list(cluster.servers.all()))

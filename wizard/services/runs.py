@@ -12,7 +12,7 @@ from carpweb.celery import app
 from .. import audit, revisions
 from ..execution import reaper, runner
 from ..execution.connect import Connector, ssh_connect
-from ..models import Cluster, Run, Server
+from ..models import Cluster, Run, Server, ServiceIP
 from ..plan import PLANS, plan_for
 from ..roles import Role, has_role
 from . import drift
@@ -27,8 +27,12 @@ def _maintenance_node(cluster: Cluster, kind: str, target: str, confirm: bool) -
     if on is None:
         return None
     node = cluster.servers.filter(name=target, role=Server.Role.NODE).first()
+    if node is None and PLANS[kind].handover:
+        raise ServiceError(f"Name the CARP node that takes every service IP (got {target!r}).")
     if node is None:
         raise ServiceError(f"Name the CARP node to put in or out of maintenance (got {target!r}).")
+    if PLANS[kind].handover:
+        return node
     others = cluster.servers.filter(role=Server.Role.NODE).exclude(pk=node.pk)
     if on and not others.filter(maintenance=False).exists() and not confirm:
         raise ServiceError("Every other node is already in maintenance: the VIP would have no preferred "
@@ -37,7 +41,7 @@ def _maintenance_node(cluster: Cluster, kind: str, target: str, confirm: bool) -
 
 
 def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = "", confirm: bool = False,
-              trigger: str = Run.Trigger.USER, actor_name: str = "") -> Run:
+              trigger: str = Run.Trigger.USER, actor_name: str = "", service_ip: int | None = None) -> Run:
     """Start a run after the transaction commits; refused while another run of the cluster is in progress. A
     person (`user`) must hold the role the kind needs, whatever calls this (a page, the API, a script); without a
     user the caller is the command line or the schedule, run by whoever operates carpweb's machines."""
@@ -47,6 +51,11 @@ def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = ""
         raise RoleRequired(f"{PLANS[kind].role.value.capitalize()} role needed: {kind} runs are for "
                            f"{PLANS[kind].role.value}s{' and admins' if PLANS[kind].role != Role.ADMIN else ''}.")
     node = _maintenance_node(cluster, kind, target, confirm)
+    sip = None
+    if service_ip is not None:
+        sip = cluster.service_ips.filter(pk=service_ip).first()
+        if kind != Run.Kind.REMOVE or sip is None:
+            raise ServiceError("Only Remove takes one service IP, and it must be one of this cluster's.")
     problems = cluster_readiness(cluster=cluster)
     if problems:
         raise ServiceError("Not ready to run: " + " ".join(problems))
@@ -58,27 +67,34 @@ def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = ""
         busy = cluster.runs.filter(status__in=Run.ACTIVE).first()
         if busy:
             raise ServiceError(f"{busy} is still in progress on {cluster.name}; wait for it to finish.")
-        run = Run.objects.create(cluster=cluster, kind=kind, target=node, trigger=trigger, rev=rev,
+        run = Run.objects.create(cluster=cluster, kind=kind, target=node, trigger=trigger, rev=rev, service_ip=sip,
                                  created_by=user if is_user else None,
                                  created_by_name=user.get_username() if is_user else (actor_name or "cli"))
         revisions.touch_cluster(cluster.pk, rev)
         transaction.on_commit(lambda: app.send_task(RUN_EXECUTE, args=[run.pk]))
-        audit.record("run.start", obj=run, cluster=cluster, after={"kind": kind, "target": target or None},
+        audit.record("run.start", obj=run, cluster=cluster, after={"kind": kind, "target": target or None,
+                                                                   **({"service_ip": str(sip)} if sip else {})},
                      link=reverse("run-detail", args=[run.pk]), actor=user,
                      actor_name="" if is_user else run.created_by_name)
     return run
 
 
 def _update_cluster_flags(run: Run) -> None:
+    """A successful Configure put every service IP on the nodes; a Remove took all (or its one) off."""
     plan = plan_for(run.kind, configure_service_ip=run.cluster.configure_service_ip)
     if run.status != Run.Status.OK:
         return
     with revisions.change() as rev:
         if plan.configures:
             Cluster.objects.filter(pk=run.cluster_id).update(service_ip_configured=True, rev=rev)
+            ServiceIP.objects.filter(cluster_id=run.cluster_id).update(configured=True)
+        elif plan.removes and run.service_ip_id is not None:
+            ServiceIP.objects.filter(pk=run.service_ip_id).update(configured=False, state="")
+            revisions.touch_cluster(run.cluster_id, rev)
         elif plan.removes:
             Cluster.objects.filter(pk=run.cluster_id).update(service_ip_configured=False, healthy=None, diagnosis="",
                                                              rev=rev)
+            ServiceIP.objects.filter(cluster_id=run.cluster_id).update(configured=False, state="")
 
 
 def run_execute(*, run_id: int, connector: Connector = ssh_connect) -> Run:

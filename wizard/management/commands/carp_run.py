@@ -21,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("cluster", help="the cluster (with --all: the kind)")
         parser.add_argument("kind", nargs="?", default="", help=", ".join(k for k, _ in Run.Kind.choices))
         parser.add_argument("node", nargs="?", default="", help="the node, for maintenance-on/off")
+        parser.add_argument("--to", default="", dest="to", help="handover: the node that takes every service IP")
         parser.add_argument("--all", action="store_true", dest="every",
                             help=f"run KIND ({' or '.join(FLEET_KINDS)}) on every cluster it applies to")
         parser.add_argument("--confirm", action="store_true", help="allow every node into maintenance")
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=900)
 
     def handle(self, *args, cluster: str, kind: str, node: str, confirm: bool, wait: bool, timeout: float,  # type: ignore[no-untyped-def]
-               every: bool, **options):
+               every: bool, to: str = "", **options):
         if every:
             if kind:
                 raise CommandError("with --all, give only the kind: carp_run --all check")
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         if c is None:
             raise CommandError(f"no cluster named {cluster!r}")
         try:
-            run = services.run_start(cluster=c, kind=kind, target=node, confirm=confirm)
+            run = services.run_start(cluster=c, kind=kind, target=to or node, confirm=confirm)
         except services.ServiceError as e:
             raise CommandError(str(e)) from None
         self.stdout.write(f"run {run.pk} ({kind}) started on {c.name}")
@@ -55,9 +56,13 @@ class Command(BaseCommand):
                 label = status_label(step.status, step.phase)
                 self.stdout.write(f"{step.where:12} {step.phase:9} {step.name:16} {label:12} {step.message}")
             if run.done:
-                self.stdout.write(f"run {run.pk}: {run.status} ({run.summary})")
                 drill = run.drills.first()
-                if drill is not None:
+                if drill is not None and drill.kind == drill.Kind.HANDOVER:
+                    for p in drill.probes:  # one line per address, then the usual result
+                        lost = "not measured" if p.get("sent") is None else f"{p['lost']} of {p['sent']} probes lost"
+                        self.stdout.write(f"{p['address']}: {lost}")
+                self.stdout.write(f"run {run.pk}: {run.status} ({run.summary})")
+                if drill is not None and drill.kind == drill.Kind.DRILL:
                     outage = "not measured" if drill.outage_s is None else f"{drill.outage_s:.2f} s"
                     self.stdout.write(f"drill: outage {outage}, bound {drill.bound_s:.2f} s "
                                       f"(3 x advbase + advskew/256), takeover "

@@ -1,0 +1,130 @@
+"""One cluster, three service IPs on the lab's real CARP (14.x): IPv4 multicast, IPv6, and IPv4 unicast. Then the
+same cluster on 13.x: unicast refused with the reason, multicast working."""
+
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from tests.helpers import lab_cluster, wait_run
+from wizard import services
+from wizard.models import Cluster, Drill, Run, Server, ServiceIP
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+ROWS = [{"interface": "em0", "vhid": 10, "addresses": ["192.0.2.100/32"]},
+        {"interface": "em0", "vhid": 11, "addresses": ["2001:db8::100/64"]},
+        {"interface": "em0", "vhid": 12, "addresses": ["192.0.2.101/32"], "announce": "unicast"}]
+
+
+def _run(cluster, kind, limit=120, **kw):
+    return wait_run(services.run_start(cluster=cluster, kind=kind, **kw), limit=limit)
+
+
+def _failed(run):
+    return [(s.server_name, s.name, s.message) for s in run.steps.filter(status="failed")]
+
+
+def _three(world) -> Cluster:
+    cluster = lab_cluster(world, probe=True, configure_service_ip=True)
+    Cluster.objects.filter(pk=cluster.pk).update(subnet6="2001:db8::/64")
+    for name in ("server-1", "server-2"):
+        Server.objects.filter(cluster=cluster, name=name).update(address6=world.config.address6(
+            world.host(name).address))
+    services.service_ips_save(cluster=cluster, rows=ROWS)
+    return Cluster.objects.get(pk=cluster.pk)
+
+
+def _states(cluster):
+    return {s.vhid: s.state for s in ServiceIP.objects.filter(cluster=cluster)}
+
+
+def test_three_service_ips_configure_check_drill_and_remove_one(world):
+    cluster = _three(world)
+    setup = _run(cluster, "setup", limit=180)
+    assert setup.status == Run.Status.OK, _failed(setup)
+    rows = set(setup.steps.filter(server_name="server-1").values_list("name", flat=True))
+    assert {"vip-interface:em0:12", "vip-now:em0:10", "vip-now:em0:11", "vip-persist:em0:12"} <= rows
+    unicast = setup.steps.get(server_name="server-1", name="vip-interface:em0:12").message
+    assert "unicast to 192.0.2.12, which answers" in unicast
+    # One MASTER per vhid, all on the preferred master.
+    assert set(_states(cluster).values()) == {"server-1 MASTER, server-2 BACKUP"}
+    for address in ("192.0.2.100", "192.0.2.101"):
+        assert world.exec("client", ["ping", "-c", "1", "-t", "2", address]).returncode == 0
+    assert world.exec("client", ["ping6", "-c", "1", "-X", "2", "2001:db8::100"]).returncode == 0
+    shown = world.exec("server-1", ["ifconfig", "em0"]).stdout
+    assert "inet6 2001:db8::100 prefixlen 64 vhid 11" in shown and "peer 192.0.2.12 peer6 ff02::12" in shown
+    rc = world.exec("server-2", ["cat", "/etc/rc.conf"]).stdout
+    assert "inet6 2001:db8::100 prefixlen 64 vhid 11 advskew 100 pass " in rc
+    assert "vhid 12 advskew 100 pass " in rc and " peer 192.0.2.11 alias 192.0.2.101/32" in rc
+    again = _run(cluster, "configure")
+    assert again.status == Run.Status.OK and not again.steps.filter(status="changed").exists(), _failed(again)
+
+    # A planned handover to server-2: every address probed every 10 ms from the client, the lost ones counted.
+    out = StringIO()
+    call_command("carp_run", cluster.name, "handover", "--to", "server-2", "--wait", stdout=out)
+    handed = Run.objects.filter(cluster=cluster, kind="handover").latest("id")
+    assert handed.status == Run.Status.OK, _failed(handed)
+    lines = out.getvalue().splitlines()
+    at = lines.index(next(line for line in lines if line.startswith(f"run {handed.pk}: ok")))
+    assert [line.split(": ")[0] for line in lines[at - 3:at]] == ["192.0.2.100", "2001:db8::100", "192.0.2.101"]
+    assert all(line.endswith(" probes lost") and " of " in line for line in lines[at - 3:at])
+    record = Drill.objects.get(run=handed)
+    assert record.kind == "handover" and record.master_during == "server-2" and record.probe == "client"
+    assert {p["address"] for p in record.probes} == {"192.0.2.100", "2001:db8::100", "192.0.2.101"}
+    print("\nhandover: " + "; ".join(f"{p['address']} {p['lost']} of {p['sent']} lost" for p in record.probes))
+    assert all(p["sent"] >= 400 and p["lost"] == 0 for p in record.probes), record.probes
+    assert set(_states(cluster).values()) == {"server-1 BACKUP, server-2 MASTER"}
+    assert Server.objects.get(cluster=cluster, name="server-1").maintenance
+    back = _run(cluster, "maintenance-off", target="server-1")
+    assert back.status == Run.Status.OK and set(_states(cluster).values()) == {"server-1 MASTER, server-2 BACKUP"}
+
+    # A drill demotes the master: every service IP moves, and back.
+    drill = _run(cluster, "drill", limit=180)
+    assert drill.status == Run.Status.OK, _failed(drill)
+    record = Drill.objects.get(run=drill)
+    assert record.master_during == "server-2" and record.outage_s is not None and record.bound_s is not None
+    assert record.outage_s <= record.bound_s
+
+    # Multicast blocked to server-2: the multicast vhids split, the unicast one does not.
+    world.fault("server-2", "multicast-off")
+    try:
+        time.sleep(3 * 1 + 100 / 256 + 1.5)  # server-2's master-down timer runs out for the multicast vhids
+        check = _run(cluster, "check")
+        text = Cluster.objects.get(pk=cluster.pk).diagnosis
+        assert check.status == Run.Status.FAILED, text
+        text = cluster.__class__.objects.get(pk=cluster.pk).diagnosis
+        assert "Split brain: server-1 and server-2 are all MASTER for vhid 10" in text
+        assert "for vhid 11 on em0 (2001:db8::100)" in text and "vhid 12 on em0" not in text
+    finally:
+        world.fault("server-2", "clear")
+    calm = _run(cluster, "check")
+    assert calm.status == Run.Status.OK, (Cluster.objects.get(pk=cluster.pk).diagnosis, _failed(calm))
+
+    # Removing one service IP leaves the others untouched.
+    v6 = ServiceIP.objects.get(cluster=cluster, vhid=11)
+    removed = _run(cluster, "remove", service_ip=v6.pk)
+    assert removed.status == Run.Status.OK, _failed(removed)
+    assert not removed.steps.filter(name="events-uninstall").exists()  # the devd rule stays for the others
+    v6.refresh_from_db()
+    assert not v6.configured and ServiceIP.objects.filter(cluster=cluster, configured=True).count() == 2
+    shown = world.exec("server-1", ["ifconfig", "em0"]).stdout
+    assert "2001:db8::100" not in shown and "vhid 10" in shown and "vhid 12" in shown
+    rc = world.exec("server-1", ["cat", "/etc/rc.conf"]).stdout
+    assert "2001:db8::100" not in rc and "ifconfig_em0_alias2" not in rc and "ifconfig_em0_alias1" in rc
+    assert _run(cluster, "check").status == Run.Status.OK
+
+
+def test_on_13x_unicast_is_refused_with_the_reason_and_multicast_works(world):
+    for name in ("server-1", "server-2"):
+        world.reinstall(name, "13.2-RELEASE")
+    cluster = _three(world)
+    preflight = _run(cluster, "preflight")
+    assert preflight.status == Run.Status.FAILED
+    refused = preflight.steps.get(server_name="server-1", name="vip-interface:em0:12")
+    assert refused.status == "failed" and "13.2-RELEASE: unicast CARP (ifconfig's peer) needs 14.0" in refused.message
+    assert preflight.steps.get(server_name="server-1", name="vip-interface:em0:10").status == "ok"
+    services.service_ips_save(cluster=cluster, rows=[{**r, "announce": "multicast"} for r in ROWS])
+    setup = _run(cluster, "setup", limit=180)
+    assert setup.status == Run.Status.OK, _failed(setup)
+    assert set(_states(cluster).values()) == {"server-1 MASTER, server-2 BACKUP"}
