@@ -161,6 +161,8 @@ def main() -> dict[str, object]:
             "runs_wall_s": round(runs_wall, 1), "lost_rows": lost, "duplicated_rows": duplicated,
             "unfinished_rows": unfinished, "failure_kinds": [f["Error"] for f in failures][:5],
             "locust_exit": locust.returncode,
+            "failed_steps": [f"{s.run.cluster.name} {s.server_name} {s.name}: {s.message[:200]}" for s in
+                             Step.objects.filter(run__in=runs, status="failed").select_related("run__cluster")][:10],
         }
         print(json.dumps(result, indent=1))
         if args.json:

@@ -23,8 +23,10 @@ class ClusterForm(forms.ModelForm):
     FIRST_SIP = ("vip", "vhid", "advbase", "carp_password", "vip_prefix_choice")
     vip = forms.CharField(label="Service IP (VIP)", widget=forms.TextInput(attrs={"placeholder": "192.0.2.100"}),
                           help_text="The first service IP; add more, IPv6 and on other interfaces, in step 4.")
-    vhid = forms.IntegerField(initial=1, help_text="1-255, the same on every server, unique on the network segment.")
-    advbase = forms.IntegerField(initial=1, help_text="Seconds between advertisements (1-254); failover takes about "
+    vhid = forms.IntegerField(initial=1, label="vhid",
+                              help_text="1-255, the same on every server, unique on the network segment.")
+    advbase = forms.IntegerField(initial=1, label="advbase",
+                                 help_text="Seconds between advertisements (1-254); failover takes about "
                                  "3 x advbase.")
     carp_password = forms.CharField(
         required=False, label="CARP password", strip=True,
@@ -117,11 +119,11 @@ class ServiceIPForm(forms.Form):
 
     id = forms.IntegerField(required=False, widget=forms.HiddenInput)
     interface = forms.CharField(max_length=15, widget=forms.TextInput(attrs={"placeholder": "em0"}))
-    vhid = forms.IntegerField(help_text="1-255, unique on the interface's segment.")
+    vhid = forms.IntegerField(label="vhid", help_text="1-255, unique on the interface's segment.")
     addresses = forms.CharField(max_length=800, widget=forms.TextInput(
         attrs={"placeholder": "192.0.2.100, 2001:db8::100/64"}), help_text="IPv4 and/or IPv6, comma-separated; "
         "IPv6 needs its prefix.")
-    advbase = forms.IntegerField(initial=1)
+    advbase = forms.IntegerField(initial=1, label="advbase (s)")
     password = forms.CharField(required=False, strip=True, label="CARP password", widget=forms.PasswordInput(
         render_value=False, attrs={"autocomplete": "new-password"}), help_text="Empty: generated (new) or kept.")
     announce = forms.ChoiceField(choices=ServiceIP.Announce.choices, initial=ServiceIP.Announce.MULTICAST,

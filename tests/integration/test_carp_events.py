@@ -146,7 +146,8 @@ def test_link_down_on_the_master_reaches_a_webhook_carp_events_and_metrics(world
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert f"{event.node_time:%Y-%m-%dT%H:%M:%SZ} server-2 1@em0 BACKUP -> MASTER (master timed out)" in out
 
-    assert 'carpweb_carp_state{cluster="web",node="server-2",state="MASTER",vhid="1"} 1.0' in metrics
+    assert ('carpweb_carp_state{cluster="web",interface="em0",node="server-2",service_ip="192.0.2.100",'
+            'state="MASTER",vhid="1"} 1.0') in metrics
     assert 'carpweb_carp_transitions_total{cluster="web",node="server-2"}' in metrics
 
     # server-1 went to INIT with its link: logged on the node while out of reach, read once the link is back;

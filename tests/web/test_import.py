@@ -14,7 +14,8 @@ from wizard.models import Cluster, ServiceIP
 
 pytestmark = pytest.mark.django_db
 
-SERVERS = [{"name": "server-1", "address": "192.0.2.11", "address6": "2001:db8::11", "ssh_host": "10.9.0.1",
+SERVERS: list[dict[str, object]] = [
+           {"name": "server-1", "address": "192.0.2.11", "address6": "2001:db8::11", "ssh_host": "10.9.0.1",
             "ssh_password": "pw", "preferred_master": True},
            {"name": "server-2", "address": "192.0.2.12", "address6": "2001:db8::12", "ssh_host": "10.9.0.2",
             "ssh_password": "pw"}]
@@ -88,9 +89,10 @@ def test_any_address_finds_its_cluster_in_the_inventory(tmp_path, admin_client):
             "service_ips": [{"interface": "em0", "vhid": 10, "addresses": ["192.0.2.100/32"]},
                             {"interface": "em0", "vhid": 11, "addresses": ["2001:db8::100/64"]}]}
     _import(tmp_path, data)
-    _import(tmp_path, {**data, "name": "db", "subnet6": "", "servers": [
-        {**s, "ssh_host": s["ssh_host"] + "0", "address": s["address"].replace(".1", ".2"), "address6": ""}
-        for s in SERVERS], "service_ips": [{"interface": "em0", "vhid": 20, "addresses": ["192.0.2.200/32"]}]})
+    servers = [{**s, "ssh_host": f"{s['ssh_host']}0", "address": str(s["address"]).replace(".1", ".2"), "address6": ""}
+               for s in SERVERS]
+    _import(tmp_path, {**data, "name": "db", "subnet6": "", "servers": servers,
+                       "service_ips": [{"interface": "em0", "vhid": 20, "addresses": ["192.0.2.200/32"]}]})
     for query, found in (("2001:0db8:0::100", "web"), ("2001:db8::100", "web"), ("192.0.2.100", "web"),
                          ("192.0.2.200", "db"), ("2001:db8::11", "web")):
         page = admin_client.get("/", {"q": query}).content.decode()

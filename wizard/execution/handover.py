@@ -66,6 +66,24 @@ def prober_for(ctx: RunContext, master: str, target: str) -> Session | None:
     return next((ctx.sessions[n] for n in order if n in ctx.sessions), None)
 
 
+def _step_back(ctx: RunContext, target: Server, transcript: Transcript) -> list[str]:
+    """Every node but the named one goes into maintenance (demotion 240); the named one is not held back."""
+    given_up = []
+    for node in ctx.nodes:
+        session = ctx.sessions.get(node.name)
+        if session is None:
+            continue
+        current = session.read(facts.SysctlInt(facts.DEMOTION), transcript) or 0
+        set_demotion(session, current, carp_cluster.wanted_demotion(node.pk != target.pk), transcript)
+        with revisions.change() as rev:
+            Server.objects.filter(pk=node.pk).update(maintenance=node.pk != target.pk)
+            revisions.touch_cluster(ctx.cluster.pk, rev)
+        node.maintenance = node.pk != target.pk
+        if node.maintenance:
+            given_up.append(node.name)
+    return given_up
+
+
 def handover(ctx: RunContext) -> bool:
     row = begin(ctx, "handover")
     target = ctx.run.target
@@ -93,21 +111,8 @@ def handover(ctx: RunContext) -> bool:
     record = Drill.objects.create(cluster=ctx.cluster, run=ctx.run, kind=Drill.Kind.HANDOVER, master_before=master,
                                   probe=prober.name, demoted=ctx.server(master))
     t0 = time.monotonic()
-    given_up = []
     try:
-        for node in ctx.nodes:  # every node but the named one steps back; the named one is not held back
-            session = ctx.sessions.get(node.name)
-            if session is None:
-                continue
-            current = session.read(facts.SysctlInt(facts.DEMOTION), transcript) or 0
-            wanted = carp_cluster.wanted_demotion(node.pk != target.pk)
-            set_demotion(session, current, wanted, transcript)
-            with revisions.change() as rev:
-                Server.objects.filter(pk=node.pk).update(maintenance=node.pk != target.pk)
-                revisions.touch_cluster(ctx.cluster.pk, rev)
-            node.maintenance = node.pk != target.pk
-            if node.maintenance:
-                given_up.append(node.name)
+        given_up = _step_back(ctx, target, transcript)
     except (SSHError, OpFailed) as e:
         finish(ctx, row, Step.Status.FAILED, f"{getattr(e, 'message', e)} Check repairs what is left.", transcript)
         return False
