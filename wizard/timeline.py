@@ -30,6 +30,7 @@ class Span:
     colour: str = ""
     x: float = 0.0
     width: float = 0.0
+    lane: str = ""  # the service IP: "vhid 10 · 192.0.2.100"
 
     @property
     def seconds(self) -> float:
@@ -39,27 +40,37 @@ class Span:
 @dataclass
 class Marker:
     time: datetime
-    kind: str  # drill, maintenance
+    kind: str  # drill, handover, maintenance
     label: str
     x: float = 0.0
+
+
+@dataclass
+class Lane:
+    """One service IP's bar: who was MASTER of its vhid when."""
+
+    label: str
+    spans: list[Span] = field(default_factory=list)
 
 
 @dataclass
 class Timeline:
     start: datetime
     end: datetime
-    spans: list[Span] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)  # every lane's, by start
+    lanes: list[Lane] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
     legend: dict[str, str] = field(default_factory=dict)
     full: bool = True  # the whole window (nothing happened in it), or narrowed to what did
 
 
-def _spans(cluster: Cluster, since: datetime) -> list[Span]:
-    # The master at the window's start comes from the last MASTER event before it.
-    earlier = CarpEvent.objects.filter(cluster=cluster).filter(
+def _spans(cluster: Cluster, since: datetime, vhid: int, interface: str) -> list[Span]:
+    """One vhid's MASTER spans; the master at the window's start comes from the last MASTER event before it."""
+    own = CarpEvent.objects.filter(cluster=cluster, vhid=vhid, interface=interface)
+    earlier = own.filter(
         Q(node_time__lt=since) | Q(node_time=None, received__lt=since)).order_by(
         Coalesce("node_time", "received"), "id").filter(new_state="MASTER").last()
-    events = CarpEvent.objects.filter(cluster=cluster).filter(
+    events = own.filter(
         Q(node_time__gte=since) | Q(node_time=None, received__gte=since)).order_by(Coalesce("node_time", "received"),
                                                                                    "id")
     open_spans: dict[str, Span] = {}
@@ -100,7 +111,15 @@ def _window(cluster: Cluster, end: datetime, hours: int) -> datetime:
 def cluster_timeline(cluster: Cluster, hours: int = 24) -> Timeline:
     end = timezone.now()
     start = _window(cluster, end, hours)
-    timeline = Timeline(start, end, _spans(cluster, start), full=start == end - timedelta(hours=hours))
+    timeline = Timeline(start, end, full=start == end - timedelta(hours=hours))
+    for sip in cluster.service_ips.all():
+        label = f"vhid {sip.vhid} · {', '.join(sip.hosts)}"
+        lane = Lane(label, _spans(cluster, start, sip.vhid, sip.interface or cluster.interface))
+        for span in lane.spans:
+            span.lane = label
+        timeline.lanes.append(lane)
+        timeline.spans += lane.spans
+    timeline.spans.sort(key=lambda s: s.start)
     # Colours follow the nodes' order (preferred master first), not who happened to be master first.
     order = list(cluster.servers.order_by("-preferred_master", "name").values_list("name", flat=True))
     for span in sorted(timeline.spans, key=lambda s: order.index(s.node) if s.node in order else len(order)):
@@ -110,6 +129,12 @@ def cluster_timeline(cluster: Cluster, hours: int = 24) -> Timeline:
         span.x = _x(max(span.start, start), start, end)
         span.width = max(1.0, _x(span.end or end, start, end) - span.x)
     for drill in cluster.drills.filter(started__gte=start):
+        if drill.kind == drill.Kind.HANDOVER:
+            lost = sum(p.get("lost") or 0 for p in drill.probes)
+            to = drill.master_during or "?"
+            timeline.markers.append(Marker(drill.started, "handover", f"planned handover to {to} "
+                                           f"({drill.get_status_display()}, {lost} probes lost)"))
+            continue
         outage = f", outage {drill.outage_s:.2f} s" if drill.outage_s is not None else ""
         timeline.markers.append(Marker(drill.started, "drill", f"failover drill ({drill.get_status_display()}"
                                        f"{outage})"))

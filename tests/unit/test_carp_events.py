@@ -271,6 +271,25 @@ def test_the_timeline_shows_who_was_master_when_from_before_the_window_on():
 
 
 @pytest.mark.django_db
+def test_the_timeline_has_a_lane_per_service_ip():
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    ServiceIP.objects.create(cluster=cluster, interface="em0", vhid=2, addresses=["2001:db8::100/64"], position=1)
+    now = timezone.now()
+    for seq, (node, vhid, old, new, minutes_ago) in enumerate([
+            ("server-1", 1, "BACKUP", "MASTER", 30), ("server-1", 2, "BACKUP", "MASTER", 30),
+            ("server-1", 2, "MASTER", "BACKUP", 20), ("server-2", 2, "BACKUP", "MASTER", 20)], 1):
+        CarpEvent.objects.create(cluster=cluster, node=node, vhid=vhid, interface="em0", old_state=old, new_state=new,
+                                 node_time=now - timedelta(minutes=minutes_ago), epoch="e", seq=seq)
+    line = cluster_timeline(cluster)
+    assert [lane.label for lane in line.lanes] == ["vhid 1 · 192.0.2.100", "vhid 2 · 2001:db8::100"]
+    one, two = line.lanes
+    # vhid 2 moving to server-2 does not end server-1's span of vhid 1: each lane follows its own vhid.
+    assert [(s.node, s.end is None) for s in one.spans] == [("server-1", True)]
+    assert [(s.node, s.end is None) for s in two.spans] == [("server-1", False), ("server-2", True)]
+    assert {s.lane for s in line.spans} == {"vhid 1 · 192.0.2.100", "vhid 2 · 2001:db8::100"}
+
+
+@pytest.mark.django_db
 def test_a_quiet_day_shows_the_whole_day_and_a_busy_minute_at_least_ten_minutes():
     cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
     line = cluster_timeline(cluster)
