@@ -186,6 +186,8 @@ class FakeHost:
         key = name.rsplit(".", 1)[1]
         before = self.sysctl[key]
         self.sysctl[key] = before + int(value) if key == "demotion" else int(value)
+        if key == "allow" and before != self.sysctl[key]:  # carp_sc_state: CARP off is an interface down
+            self.sysctl["demotion"] += 240 if self.sysctl[key] == 0 else -240
         self.world.elect()
         return CommandResult(0, f"{name}: {before} -> {self.sysctl[key]}\n", "")
 
@@ -285,7 +287,10 @@ class FakeWorld:
     def elect(self) -> None:
         """Each vhid: the speakers sharing a password elect the lowest advbase, then advskew + demotion."""
         for vhid in {n for h in self.hosts.values() for n in h.vhids}:
-            speakers = [h for h in self.hosts.values() if vhid in h.vhids and h.carp_loaded]
+            speakers = [h for h in self.hosts.values() if vhid in h.vhids and h.carp_loaded and h.sysctl["allow"]]
+            for h in self.hosts.values():
+                if vhid in h.vhids and h.carp_loaded and not h.sysctl["allow"]:
+                    h.vhids[vhid].state = "INIT"
             for password in {h.vhids[vhid].password for h in speakers}:
                 group = [h for h in speakers if h.vhids[vhid].password == password]
                 best = min(group, key=lambda h: (h.vhids[vhid].advbase, h.vhids[vhid].advskew + h.sysctl["demotion"]))

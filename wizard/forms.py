@@ -118,7 +118,8 @@ class ServiceIPForm(forms.Form):
     """One service IP: a vhid on an interface, its addresses, advbase, password and announcement mode."""
 
     id = forms.IntegerField(required=False, widget=forms.HiddenInput)
-    interface = forms.CharField(max_length=15, widget=forms.TextInput(attrs={"placeholder": "em0"}))
+    interface = forms.CharField(max_length=15, widget=forms.TextInput(attrs={"placeholder": "em0",
+                                                                             "list": "interfaces-seen"}))
     vhid = forms.IntegerField(label="vhid", help_text="1-255, unique on the interface's segment.")
     addresses = forms.CharField(max_length=800, widget=forms.TextInput(
         attrs={"placeholder": "192.0.2.100, 2001:db8::100/64"}), help_text="IPv4 and/or IPv6, comma-separated; "

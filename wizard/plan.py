@@ -29,9 +29,9 @@ CLUSTER_ROWS: dict[ClusterOp, list[tuple[str, str]]] = {
     ClusterOp.CHECK: [("check", "One MASTER, the rest BACKUP, VIP answers")],
     ClusterOp.MAINTENANCE: [("maintenance", "Maintenance (demotion)")],
     ClusterOp.HANDOVER: [("handover", "Every service IP to the named node, by demotion, probed every 10 ms")],
-    ClusterOp.DRILL: [("drill-demote", "Demote the master (demotion 240)"),
+    ClusterOp.DRILL: [("drill-stop", "Stop CARP on the master, as a crash would (net.inet.carp.allow=0)"),
                       ("drill-takeover", "A backup takes over"),
-                      ("drill-restore", "Restore the demotion (-240)"),
+                      ("drill-restore", "Start CARP again (net.inet.carp.allow=1)"),
                       ("drill-failback", "The preferred master takes it back")],
 }
 PHASE_STEPS: dict[Phase, list[Step]] = {

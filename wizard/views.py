@@ -169,6 +169,7 @@ def wizard_service_ips(request: HttpRequest, pk: int) -> HttpResponse:
         formset = ServiceIPFormSet(initial=_sip_initial(cluster), cluster=cluster, prefix="sips")
     return _wizard(request, "wizard/step_service_ips.html", cluster, 3, formset=formset,
                    unicast=services.unicast_offer(cluster=cluster),
+                   interfaces=services.interfaces_seen(cluster=cluster),
                    configured={s.pk for s in cluster.service_ips.filter(configured=True)})
 
 

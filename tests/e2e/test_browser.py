@@ -54,6 +54,7 @@ def test_wizard_from_empty_database_to_green_run(page, web_server, fresh_lab, ce
     page.click("text=Save and continue: service IPs")
     # The first service IP came from step 1; add an IPv6 one and a unicast IPv4 one.
     assert page.input_value("#id_sips-0-addresses") == "192.0.2.100/32"
+    assert "Interfaces every node has (as Discover last saw them): em0." in page.inner_text("main")
     page.click("text=Keep and add a service IP")
     assert page.input_value("#id_sips-1-vhid") == "2"  # the first vhid free on em0
     page.fill("#id_sips-1-addresses", "2001:db8::100")  # no prefix: refused next to the field, the rest kept

@@ -148,7 +148,7 @@ def test_link_down_on_the_master_reaches_a_webhook_carp_events_and_metrics(world
 
     assert ('carpweb_carp_state{cluster="web",interface="em0",node="server-2",service_ip="192.0.2.100",'
             'state="MASTER",vhid="1"} 1.0') in metrics
-    assert 'carpweb_carp_transitions_total{cluster="web",node="server-2"}' in metrics
+    assert 'carpweb_carp_transitions_total{cluster="web",node="server-2",vhid="1"}' in metrics
 
     # server-1 went to INIT with its link: logged on the node while out of reach, read once the link is back;
     # then preemption gives it the VIP again, and that is a notice too.

@@ -171,7 +171,7 @@ def test_check_repairs_a_demotion_a_drill_left_behind(world):
     assert world.master() == "server-1" and not Drill.objects.filter(demotion_pending=True).exists()
 
 
-def test_drill_demotes_times_the_takeover_restores_and_fails_back(world):
+def test_drill_stops_carp_times_the_takeover_restores_and_fails_back(world):
     cluster = configured(world, probe=True)
     gap = set(range(10, 31))
     world.hosts["client"].probe_output = "".join(
@@ -183,28 +183,41 @@ def test_drill_demotes_times_the_takeover_restores_and_fails_back(world):
     assert (drill.master_before, drill.master_during, drill.probe) == ("server-1", "server-2", "client")
     assert drill.outage_s == pytest.approx(2.1) and drill.bound_s == pytest.approx(3 + 100 / 256)
     assert drill.failback_ok and not drill.demotion_pending
+    assert drill.probes == [{"address": "192.0.2.100", "outage_s": 2.1}]
     assert world.hosts["server-1"].sysctl["demotion"] == 0 and world.master() == "server-1"
-    assert statuses(run, "cluster-wide") == {"check": "ok", "drill-demote": "changed", "drill-takeover": "ok",
+    assert world.hosts["server-1"].sysctl["allow"] == 1
+    assert "sysctl net.inet.carp.allow=0" in world.commands("server-1")  # a stop, not a demotion
+    assert not any(c.startswith("sysctl net.inet.carp.demotion=") for c in world.commands("server-1"))
+    assert statuses(run, "cluster-wide") == {"check": "ok", "drill-stop": "changed", "drill-takeover": "ok",
                                              "drill-restore": "changed", "drill-failback": "ok"}
 
 
-def test_a_drill_that_loses_the_master_keeps_the_demotion_recorded(world):
+def test_a_drill_that_loses_the_master_keeps_the_stop_recorded_and_check_starts_carp_again(world):
     cluster = configured(world)
     original = world.hosts["server-1"].answer
 
-    def break_after_demotion(command: str, password: str):
+    def break_after_stop(command: str, password: str):
         result = original(command, password)
-        if command.startswith("sysctl net.inet.carp.demotion=240"):
+        if command.startswith("sysctl net.inet.carp.allow=0"):
             world.hosts["server-1"].reachable = False
         return result
 
-    world.hosts["server-1"].answer = break_after_demotion  # type: ignore[method-assign]
+    world.hosts["server-1"].answer = break_after_stop  # type: ignore[method-assign]
     run = execute(world, cluster, "drill")
     assert run.status == Run.Status.FAILED
     assert Drill.objects.get(run=run).demotion_pending
     assert statuses(run, "cluster-wide")["drill-restore"] == "failed"
-    assert "the next run (Check) restores it" in run.steps.get(name="drill-restore").message
+    assert "the next run (Check) starts CARP again" in run.steps.get(name="drill-restore").message
     assert statuses(run, "cluster-wide")["drill-failback"] == "skipped"
+    world.hosts["server-1"].answer = original  # type: ignore[method-assign]
+    world.hosts["server-1"].reachable = True
+    check = execute(world, cluster, "check")
+    message = check.steps.get(name="check").message
+    assert check.status == Run.Status.OK, message
+    assert "Repaired server-1: CARP started again (net.inet.carp.allow 0 -> 1)" in message
+    assert "demotion" not in message  # the kernel took its interface-down demotion back itself
+    assert world.hosts["server-1"].sysctl == {"allow": 1, "preempt": 1, "demotion": 0}
+    assert world.master() == "server-1" and not Drill.objects.filter(demotion_pending=True).exists()
 
 
 def test_maintenance_moves_the_vip_and_its_end_brings_it_back(world):

@@ -40,6 +40,14 @@ def wanted_demotion(maintenance: bool) -> int:
     return DEMOTION if maintenance else 0
 
 
+def allow_command(on: bool) -> str:
+    """The failure drill's switch. ip_carp.c's carp_sc_state() treats net.inet.carp.allow=0 like a dead link: it
+    stops the advertisement callout and sets every vhid INIT ("hardware interface down"), without sending a demoted
+    advertisement first, so the backups wait the master-down interval as they would for a crashed master. Back at 1,
+    the vhids start again and the kernel takes its own interface-down demotion back."""
+    return f"sysctl {facts.ALLOW}={1 if on else 0}"
+
+
 def set_demotion_command(current: int, wanted: int) -> str | None:
     """The demotion counter adds what is written: write the difference, or nothing when it is right."""
     if current == wanted:
@@ -78,6 +86,7 @@ class NodeFacts:
     preempt: int | None
     maintenance: bool = False
     reachable: bool = True
+    allow: int | None = None
     error: str = ""
     events_rule: str | None = None  # the devd rule's text as found (None: not read)
 
@@ -115,7 +124,7 @@ def node_facts(t: Target, values: list[Any], maintenance: bool = False) -> NodeF
                                  bool(iface and all(iface.has_carp_address(h, vip.vhid) for h in vip.hosts)),
                                  alias_slot(rc_text, per)[1])
     return NodeFacts(t.server, vips, sysctls.get(facts.DEMOTION), sysctls.get(facts.PREEMPT), maintenance,
-                     events_rule=rule_text)
+                     events_rule=rule_text, allow=sysctls.get(facts.ALLOW))
 
 
 def state_of(interfaces: dict[str, facts.Interface], vip: Vip) -> str | None:
@@ -165,6 +174,9 @@ def _node_problems(n: NodeFacts, vips: tuple[Vip, ...]) -> list[str]:
     if n.demotion and not n.maintenance:
         problems.append(f"{n.name} has net.inet.carp.demotion={n.demotion} left raised (a drill or maintenance "
                         "not undone, or send errors): it will not take the VIP back. Run Check to repair.")
+    if n.allow == 0:
+        problems.append(f"{n.name} has net.inet.carp.allow=0: CARP is off there (a failure drill not undone, or "
+                        "turned off by hand); `sysctl net.inet.carp.allow=1` starts it again.")
     if n.preempt == 0:
         problems.append(f"{n.name} has net.inet.carp.preempt=0: no failback after the master returns, and its "
                         "service IPs need not follow one node.")

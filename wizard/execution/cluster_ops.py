@@ -93,6 +93,21 @@ def set_demotion(session: Session, current: int, wanted: int, transcript: Transc
     return True
 
 
+def restore_allow(ctx: RunContext, found: list[NodeFacts], transcript: Transcript) -> list[str]:
+    """Start CARP again where a failure drill stopped it and could not restore it (its record says which node); a
+    node an admin turned off by hand is left alone (Check says so)."""
+    stopped = set(ctx.cluster.drills.filter(demotion_pending=True).values_list("demoted__name", flat=True))
+    repaired = []
+    for node in found:
+        session = ctx.sessions.get(node.name)
+        if node.name in stopped and node.allow == 0 and session is not None:
+            res = session.run(carp_cluster.allow_command(True), transcript)
+            if not res.ok:
+                raise OpFailed(f"{node.name}: {carp_cluster.allow_command(True)} failed: {res.error()}")
+            repaired.append(f"{node.name}: CARP started again (net.inet.carp.allow 0 -> 1)")
+    return repaired
+
+
 def repair_demotions(ctx: RunContext, found: list[NodeFacts], transcript: Transcript) -> list[str]:
     """Undo what a drill or send errors left raised (from a look's demotion values); keep maintenance nodes at
     their demotion."""
@@ -153,7 +168,10 @@ def check(ctx: RunContext, row: Step) -> bool:
     first_transcript: Transcript = []
     found, answers = gather(ctx, first_transcript)
     repair_transcript: Transcript = []
-    repaired = repair_demotions(ctx, found, repair_transcript)
+    repaired = restore_allow(ctx, found, repair_transcript)
+    if repaired:  # the kernel took its interface-down demotion back: look again before judging demotions
+        found, answers = gather(ctx, repair_transcript)
+    repaired += repair_demotions(ctx, found, repair_transcript)
     first = None if repaired else (found, answers, carp_cluster.diagnose(found, ctx.vips, answers),
                                    first_transcript)
     expect_home = bool(repaired) or ctx.plan.maintenance is not None
@@ -233,9 +251,11 @@ class Probe:
         finally:
             self.answered.set()  # nothing more will come: whoever waits for a reply stops waiting
 
-    def start(self, wait_for_reply: float = carp_cluster.PROBE_FIRST_REPLY) -> None:
-        """Start pinging and wait until the VIP answered once, so the window covers the takeover."""
-        self.thread.start()
+    def start(self, wait_for_reply: float = carp_cluster.PROBE_FIRST_REPLY, started: bool = False) -> None:
+        """Start pinging (unless `started`) and wait until the VIP answered once, so the window covers the
+        takeover."""
+        if not started:
+            self.thread.start()
         if self.session is not None:
             self.answered.wait(wait_for_reply)
 

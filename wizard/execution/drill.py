@@ -1,7 +1,9 @@
-"""The failover drill: demote the master, time the takeover, measure what a client saw, restore, fail back.
+"""The failure drill: stop CARP on the master as a crash would (net.inet.carp.allow=0: no demoted advertisement,
+the backups wait the master-down interval), time the takeover, measure the outage of every service IP's address
+against 3 x advbase + advskew/256, start CARP again, and check the failback.
 
-The demotion is recorded before it is made and undone in a `finally`; if the worker dies in between, the
-next Check finds the record and repairs it.
+The stop is recorded before it is made and undone in a `finally`; if the worker dies in between, the next Check
+finds the record and starts CARP again there. (A planned move without loss is the handover: execution/handover.)
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ from dataclasses import dataclass
 
 from .. import revisions
 from ..carp import cluster as carp_cluster
-from ..carp import facts
 from ..models import Drill, Step
 from ..plan import CLUSTER_ROWS, ClusterOp
 from ..ssh import SSHError
-from .cluster_ops import OpFailed, Probe, begin, finish, gather, is_master, prober_session, set_demotion
+from .cluster_ops import OpFailed, Probe, begin, finish, gather, is_master, prober_session
 from .context import RunContext
 from .session import Transcript
 from .waits import until
@@ -34,21 +35,25 @@ def skip_all(ctx: RunContext, why: str) -> None:
         ctx.recorder.skip(ctx.recorder.row(None, name), why)
 
 
-def _demote(ctx: RunContext, master: str, record: Drill, probe: Probe) -> float:
-    """Demote the master by DEMOTION after the prober saw the VIP answer; returns when it was done."""
-    row = begin(ctx, "drill-demote")
-    probe.row = row
+def _stop(ctx: RunContext, master: str, record: Drill, probes: list[Probe]) -> float:
+    """Stop CARP on the master after every address answered the prober once; returns when it was done."""
+    row = begin(ctx, "drill-stop")
+    probes[0].row = row
     transcript: Transcript = []
     session = ctx.sessions[master]
-    current = session.read(facts.SysctlInt(facts.DEMOTION), transcript) or 0
     # Recorded before the change: if this worker dies now, the next run finds and repairs it.
     Drill.objects.filter(pk=record.pk).update(demotion_pending=True)
-    probe.start()
+    for probe in probes:
+        probe.thread.start()
+    for probe in probes:
+        probe.start(started=True)
     t0 = time.monotonic()
-    set_demotion(session, current, current + carp_cluster.DEMOTION, transcript)
-    prober = probe.session.name if probe.session else "none"
-    finish(ctx, row, Step.Status.CHANGED, f"{master} demoted by {carp_cluster.DEMOTION} (prober: {prober})",
-            transcript)
+    res = session.run(carp_cluster.allow_command(False), transcript)
+    if not res.ok:
+        raise OpFailed(f"{master}: {carp_cluster.allow_command(False)} failed: {res.error()}")
+    prober = probes[0].session.name if probes[0].session else "none"
+    finish(ctx, row, Step.Status.CHANGED, f"CARP stopped on {master}: every vhid INIT, no demoted advertisement "
+           f"(prober: {prober}, {len(probes)} address{'es' if len(probes) != 1 else ''})", transcript)
     return t0
 
 
@@ -68,20 +73,21 @@ def _await_takeover(ctx: RunContext, backups: list[str], t0: float, probe: Probe
     return Takeover(new_master, seconds)
 
 
-def _restore(ctx: RunContext, master: str, record: Drill, probe: Probe) -> bool:
+def _restore(ctx: RunContext, master: str, record: Drill, probes: list[Probe]) -> bool:
     row = begin(ctx, "drill-restore")
-    probe.row = row
+    probes[0].row = row
     transcript: Transcript = []
-    wanted = carp_cluster.wanted_demotion(ctx.server(master).maintenance)
     try:
-        session = ctx.sessions[master]
-        set_demotion(session, session.read(facts.SysctlInt(facts.DEMOTION), transcript) or 0, wanted, transcript)
+        res = ctx.sessions[master].run(carp_cluster.allow_command(True), transcript)
+        if not res.ok:
+            raise OpFailed(f"{master}: {carp_cluster.allow_command(True)} failed: {res.error()}")
     except (SSHError, OpFailed) as e:
-        finish(ctx, row, Step.Status.FAILED, f"{getattr(e, 'message', e)} The demotion stays recorded: the next "
-                f"run (Check) restores it on {master}.", transcript)
+        finish(ctx, row, Step.Status.FAILED, f"{getattr(e, 'message', e)} The stop stays recorded: the next "
+               f"run (Check) starts CARP again on {master}.", transcript)
         return False
     Drill.objects.filter(pk=record.pk).update(demotion_pending=False)
-    finish(ctx, row, Step.Status.CHANGED, f"{master}: demotion back to {wanted}", transcript)
+    finish(ctx, row, Step.Status.CHANGED, f"{master}: CARP started again (the kernel takes back its "
+           "interface-down demotion)", transcript)
     return True
 
 
@@ -101,7 +107,7 @@ def _await_failback(ctx: RunContext, master: str) -> bool:
 
 def _fail_open_rows(ctx: RunContext, why: str) -> None:
     """The demotion or the takeover broke off: its row failed with the reason, a row not reached is skipped."""
-    for name in ("drill-demote", "drill-takeover"):
+    for name in ("drill-stop", "drill-takeover"):
         row = ctx.recorder.row(None, name)
         if row.status == Step.Status.RUNNING:
             finish(ctx, row, Step.Status.FAILED, why)
@@ -115,29 +121,33 @@ def drill(ctx: RunContext) -> bool:
     if master is None:
         skip_all(ctx, "not run: no node is MASTER of every service IP")
         return False
-    probe = Probe(prober_session(ctx, found), ctx.vips[0].hosts[0], ctx.recorder)
+    session = prober_session(ctx, found)
+    hosts = [h for v in ctx.vips for h in v.hosts]
+    probes = [Probe(session, h, ctx.recorder if i == 0 else None) for i, h in enumerate(hosts)]
     backups = [n.name for n in found if n.states == {"BACKUP"} and n.name in ctx.sessions]
     record = Drill.objects.create(cluster=ctx.cluster, run=ctx.run, master_before=master,
-                                  probe=probe.session.name if probe.session else "", demoted=ctx.server(master))
+                                  probe=session.name if session else "", demoted=ctx.server(master))
     takeover = Takeover()
     try:
-        t0 = _demote(ctx, master, record, probe)
-        takeover = _await_takeover(ctx, backups, t0, probe)
+        t0 = _stop(ctx, master, record, probes)
+        takeover = _await_takeover(ctx, backups, t0, probes[0])
     except (SSHError, OpFailed) as e:
         _fail_open_rows(ctx, getattr(e, "message", str(e)))
     finally:
-        restored = _restore(ctx, master, record, probe)
-    outage = probe.outage()
+        restored = _restore(ctx, master, record, probes)
+    outages = [(p.vip, p.outage()) for p in probes]
     failback = _await_failback(ctx, master) if restored else False
     if not restored:
-        ctx.recorder.skip(ctx.recorder.row(None, "drill-failback"), "not run: the demotion could not be restored yet")
+        ctx.recorder.skip(ctx.recorder.row(None, "drill-failback"), "not run: CARP could not be started again yet")
     ok = takeover.master is not None and restored and failback
     skew = ctx.targets[takeover.master].advskew if takeover.master else 100
+    measured = [o for _, o in outages if o is not None]
     with revisions.change() as rev:
         Drill.objects.filter(pk=record.pk).update(
             status=Drill.Status.OK if ok else Drill.Status.FAILED, master_during=takeover.master or "",
-            takeover_s=takeover.seconds, outage_s=outage,
+            takeover_s=takeover.seconds, outage_s=max(measured) if measured else None,
             bound_s=carp_cluster.master_down_bound(ctx.advbase, skew), failback_ok=failback,
-            message=probe.error)
+            probes=[{"address": a, "outage_s": None if o is None else round(o, 2)} for a, o in outages],
+            message="; ".join(p.error for p in probes if p.error))
         revisions.touch_cluster(ctx.cluster.pk, rev)
     return ok

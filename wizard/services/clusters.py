@@ -248,6 +248,14 @@ def service_ip_suggest(*, cluster: Cluster, rows: list[dict[str, Any]]) -> dict[
     return {"interface": interface, "vhid": vhid, "advbase": 1, "announce": ServiceIP.Announce.MULTICAST}
 
 
+def interfaces_seen(*, cluster: Cluster) -> list[str]:
+    """The interfaces every CARP node showed when discovery last looked (a service IP's interface must exist on
+    each of them), the nodes' own first."""
+    nodes = list(cluster.servers.filter(role=Server.Role.NODE))
+    common = set.intersection(*(set(s.seen_vhids or {}) for s in nodes)) if nodes else set()
+    return sorted(common, key=lambda name: (name != cluster.interface, name))
+
+
 def unicast_offer(*, cluster: Cluster) -> str:
     """Why unicast cannot be chosen for this cluster ("" when it can): FreeBSD 14.0+ on every node (as the last
     discovery or preflight read it) and exactly two nodes."""

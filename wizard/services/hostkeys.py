@@ -104,7 +104,7 @@ def interfaces_discover(*, cluster: Cluster) -> list[DiscoveredServer]:
         found = list(facts.parse_ifconfig(res.stdout).values())
         suggested = next((i.name for i in found if any(a.address == server.address for a in i.inet)), "")
         # What the Service IPs step offers from: the release (unicast needs 14) and the vhids in use.
-        seen = {i.name: sorted({c.vhid for c in i.carp}) for i in found if i.carp}
+        seen = {i.name: sorted({c.vhid for c in i.carp}) for i in found if i.name != "lo0"}
         Server.objects.filter(pk=server.pk).update(freebsd_release=uname[1][:40], seen_vhids=seen)
         return DiscoveredServer(server, found, suggested)
 
