@@ -70,7 +70,6 @@ def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_role(Role.ADMIN)
 def wizard_cluster(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk) if pk else None
-    before = audit.cluster_snapshot(cluster) if cluster else None  # before the form copies new values onto it
     form = ClusterForm(request.POST or None, instance=cluster)
     if request.method == "POST" and form.is_valid():
         try:
@@ -79,8 +78,6 @@ def wizard_cluster(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         except services.ConcurrentEdit as e:
             form.add_error(None, str(e))
         else:
-            if before and before.get("interface") != cluster.interface:
-                _offer_reconfigure(request, cluster, ["the interface"])
             return redirect("wizard-servers", pk=cluster.pk)
     return _wizard(request, "wizard/step_cluster.html", cluster, 0, form=form)
 

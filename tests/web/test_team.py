@@ -14,7 +14,7 @@ from django.urls import get_resolver
 
 from tests.helpers import make_cluster
 from wizard import audit, crypto, services
-from wizard.models import AuditEntry, Cluster, NotificationTarget, Run, Server
+from wizard.models import AuditEntry, Cluster, NotificationTarget, Run, Server, ServiceIP
 
 pytestmark = pytest.mark.django_db
 
@@ -290,6 +290,25 @@ def test_editing_applied_settings_offers_configure(client):
                       {**_sip_post(sip, addresses="192.0.2.101"), "version": str(cluster.version)}, follow=True)
     body = res.content.decode()
     assert "which Configure already applied" in body and "vhid 1: addresses" in body and "Re-run Configure now" in body
+
+
+def test_a_configured_service_ip_keeps_its_vhid_until_it_is_removed_from_the_nodes(client):
+    cluster = _cluster()
+    cluster.service_ips.update(configured=True)
+    client.force_login(_user(ADMIN))
+    sip = cluster.service_ips.get()
+    res = client.post(f"/clusters/{cluster.pk}/wizard/service-ips/", _sip_post(sip, vhid="7"), follow=True)
+    assert "its vhid and interface stay as they are" in res.content.decode()
+    assert cluster.service_ips.get().vhid == 1
+    other = ServiceIP.objects.create(cluster=cluster, interface="em0", vhid=2, addresses=["192.0.2.101/32"],
+                                     position=1)
+    both = {**_sip_post(sip), "sips-0-DELETE": "on", "sips-TOTAL_FORMS": "2", "sips-INITIAL_FORMS": "2",
+            **{f"sips-1-{k}": v for k, v in {"id": other.pk, "interface": "em0", "vhid": "2",
+                                             "addresses": "192.0.2.101", "advbase": "1",
+                                             "announce": "multicast"}.items()}}
+    res = client.post(f"/clusters/{cluster.pk}/wizard/service-ips/", both, follow=True)
+    assert "is configured on the nodes: take it off them first" in res.content.decode()
+    assert cluster.service_ips.count() == 2
 
 
 def test_secrets_never_rendered_and_encrypted_at_rest(client):

@@ -120,6 +120,10 @@ def service_ips_save(*, cluster: Cluster, rows: list[dict[str, Any]], expected_v
             sip = existing.get(row.get("id") or 0) or by_key.get((interface, row["vhid"])) or \
                 ServiceIP(cluster=cluster)
             before = audit.service_ip_snapshot(sip) if sip.pk else None
+            if sip.configured and (sip.interface, sip.vhid) != (interface, row["vhid"]):
+                raise ServiceError(f"{sip} is configured on the nodes: its vhid and interface stay as they are (the "
+                                   "old vhid would stay behind on the nodes). Take it off them with \"Remove it "
+                                   "from the nodes\" first, or add a new service IP.")
             sip.position, sip.interface, sip.vhid = position, interface, row["vhid"]
             sip.addresses, sip.advbase = list(row["addresses"]), row.get("advbase") or 1
             sip.announce = row.get("announce") or ServiceIP.Announce.MULTICAST
