@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from . import validation as v
 from .models import Cluster, Run, Server, ServiceIP
 from .roles import Role
+from .services.clusters import unicast_problem
 from .services.webhooks import address_problem, header_name_problem, literal_address
 
 SECRET_KEPT = "stored encrypted; leave empty to keep it"  # noqa: S105 - a hint, not a secret
@@ -200,19 +201,6 @@ class BaseServiceIPFormSet(forms.BaseFormSet):
                     form.add_error("announce", problem)
         if rows == 0:
             raise ValidationError("A cluster needs at least one service IP.")
-
-
-def unicast_problem(nodes: list[Server], addresses: list[str], interface: str, node_interface: str) -> str | None:
-    """Why unicast cannot be offered here (None: it can): ifconfig's `peer` takes one address, the other node's
-    on the same interface; FreeBSD 14.0 or later (checked by preflight, which reads each node's version)."""
-    if len(nodes) != 2:
-        return f"Unicast names one peer, so it needs exactly 2 nodes (this cluster has {len(nodes)})."
-    if interface != node_interface:
-        return (f"Unicast peers are the nodes' addresses on {node_interface}; for {interface} choose multicast "
-                "(carpweb knows no node addresses there).")
-    if any(":" in a for a in addresses) and not all(s.address6 for s in nodes):
-        return "Unicast IPv6 needs every node's IPv6 address (Servers step)."
-    return None
 
 
 ServiceIPFormSet = cast(type[BaseServiceIPFormSet], forms.formset_factory(

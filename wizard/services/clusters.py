@@ -260,12 +260,26 @@ def interfaces_seen(*, cluster: Cluster) -> list[str]:
     return sorted(common, key=lambda name: (name != cluster.interface, name))
 
 
+def unicast_problem(nodes: list[Server], addresses: list[str], interface: str, node_interface: str) -> str | None:
+    """Why unicast cannot be offered here (None: it can): ifconfig's `peer` takes one address, the other node's
+    on the same interface; FreeBSD 14.0 or later (checked by preflight, which reads each node's version)."""
+    if len(nodes) != 2:
+        return f"Unicast names one peer, so it needs exactly 2 nodes (this cluster has {len(nodes)})."
+    if interface != node_interface:
+        return (f"Unicast peers are the nodes' addresses on {node_interface}; for {interface} choose multicast "
+                "(carpweb knows no node addresses there).")
+    if any(":" in a for a in addresses) and not all(s.address6 for s in nodes):
+        return "Unicast IPv6 needs every node's IPv6 address (Servers step)."
+    return None
+
+
 def unicast_offer(*, cluster: Cluster) -> str:
     """Why unicast cannot be chosen for this cluster ("" when it can): FreeBSD 14.0+ on every node (as the last
     discovery or preflight read it) and exactly two nodes."""
     nodes = list(cluster.servers.filter(role=Server.Role.NODE))
-    if len(nodes) != 2:
-        return f"Unicast names one peer, so it needs exactly 2 nodes (this cluster has {len(nodes)})."
+    pair = unicast_problem(nodes, [], cluster.interface, cluster.interface)
+    if pair:
+        return pair
     old = [f"{s.name} ({s.freebsd_release})" for s in nodes if s.freebsd_release and
            (facts.parse_freebsd_major(s.freebsd_release) or 0) < 14]
     if old:
