@@ -119,6 +119,8 @@ class FakeHost:
         if command.startswith("k=$(ifconfig -k "):  # the running key against the password, on the host
             vhid = self.vhids.get(int(re.search(r" vhid (\d+) advbase", command).group(1)))  # type: ignore[union-attr]
             return CommandResult(0 if vhid is not None and vhid.password == password[:19] else 1, "", "")
+        if words[:1] == ["timeout"] and "tcpdump" in words:  # listening to the segment (carp.facts.CarpHeard)
+            return CommandResult(124, self.world.advertisements(self), "listening on em0\n")
         if command.startswith("v=$(sysrc -n"):
             old, new = re.findall(r"ifconfig_\w+_alias\d+", command)
             self.rc_conf[new] = self.rc_conf[old]
@@ -268,6 +270,8 @@ class FakeWorld:
     refuse: dict[str, SSHError] = field(default_factory=dict)  # server name -> what connecting raises
     lock: threading.RLock = field(default_factory=threading.RLock)
     connections: list[FakeConnection] = field(default_factory=list)
+    multicast_blocked: bool = False
+    foreign_speakers: list[tuple[str, int]] = field(default_factory=list)  # (address, vhid) of other CARP devices
 
     def add(self, name: str, address: str, **kw: object) -> FakeHost:
         self.hosts[name] = FakeHost(name, address, self, **kw)  # type: ignore[arg-type]
@@ -296,6 +300,18 @@ class FakeWorld:
                 best = min(group, key=lambda h: (h.vhids[vhid].advbase, h.vhids[vhid].advskew + h.sysctl["demotion"]))
                 for h in group:
                     h.vhids[vhid].state = "MASTER" if h is best else "BACKUP"
+
+    def advertisements(self, listener: FakeHost) -> str:
+        """What tcpdump -T carp prints on `listener`: every other MASTER's advertisements (none when multicast is
+        blocked), and the foreign speakers'."""
+        if self.multicast_blocked:
+            return ""
+        lines = [(h.address, n, v) for h in self.hosts.values() if h is not listener
+                 for n, v in sorted(h.vhids.items()) if v.state == "MASTER"]
+        return "".join(f"IP {a} > 224.0.0.18: CARPv2-advertise 36: vhid={n} advbase={v.advbase} "
+                       f"advskew={v.advskew} authlen=7 counter=1\n" for a, n, v in lines) + "".join(
+            f"IP {a} > 224.0.0.18: CARPv2-advertise 36: vhid={n} advbase=1 advskew=0 authlen=7 counter=1\n"
+            for a, n in self.foreign_speakers)
 
     def commands(self, host: str) -> list[str]:
         return [c for c, _ in self.hosts[host].sent]

@@ -152,6 +152,15 @@ class Server(models.Model):
     events_error = models.TextField(blank=True, help_text="why the collector cannot follow the node, if it cannot")
     freebsd_release = models.CharField(max_length=40, blank=True, help_text="uname -r, as discovery last read it")
     seen_vhids = models.JSONField(default=dict, blank=True, help_text="vhids by interface, as discovery last saw")
+    seen_addresses = models.JSONField(default=dict, blank=True,
+                                      help_text="its own addresses by interface ('A/P', IPv4 and global IPv6), as "
+                                                "discovery last saw: a unicast peer on an interface other than em0's")
+
+    def address_on(self, interface: str, family6: bool) -> str:
+        """Its own address on `interface` (the server's address or address6 on the nodes' interface, else what
+        discovery saw there); "" when none is known."""
+        seen = [a.rpartition("/")[0] or a for a in (self.seen_addresses or {}).get(interface, [])]
+        return next((a for a in seen if (":" in a) == family6), "")
 
     class Meta:
         ordering = ["cluster", "position", "id"]
@@ -228,6 +237,7 @@ class Step(models.Model):
         CHANGED = "changed", "Changed"
         SKIPPED = "skipped", "Skipped"
         FAILED = "failed", "Failed"
+        WARNING = "warning", "Warning"
 
     UNFINISHED = (Status.PENDING, Status.RUNNING)
 

@@ -162,10 +162,17 @@ def vip_of(sip: ServiceIP, peer: Server | None = None, interface: str = "") -> V
     """The service IP as the steps see it on one node; `peer` is the other node when it announces by unicast;
     `interface` the nodes' one, for a service IP made before it was chosen."""
     unicast = sip.unicast and peer is not None
-    return Vip(sip.interface or interface, sip.vhid, tuple(sip.addresses), sip.advbase,
-               peer=peer.address if unicast and peer and any(":" not in a for a in sip.addresses) else "",
-               peer6=(peer.address6 or "") if unicast and peer and any(":" in a for a in sip.addresses) else "",
-               key=str(sip.pk))
+    on = sip.interface or interface
+
+    def peer_address(family6: bool) -> str:  # the peer's address on the service IP's interface
+        if not unicast or peer is None or not any((":" in a) == family6 for a in sip.addresses):
+            return ""
+        if on == interface:
+            return (peer.address6 or "") if family6 else peer.address
+        return peer.address_on(on, family6)
+
+    return Vip(on, sip.vhid, tuple(sip.addresses), sip.advbase, peer=peer_address(False), peer6=peer_address(True),
+               key=str(sip.pk), existing=sip.configured)
 
 
 def targets(cluster: Cluster, servers: list[Server], stamp: str, sips: list[ServiceIP] | None = None) -> \
@@ -181,6 +188,8 @@ def targets(cluster: Cluster, servers: list[Server], stamp: str, sips: list[Serv
     if master:
         skews[master.name] = cluster.master_advskew
 
+    hosts = tuple(a for s in nodes for a in (s.address, s.address6) if a)
+
     def peer(s: Server) -> Server | None:  # unicast has one peer: the other node of a pair
         others = [o for o in nodes if o is not s]
         return others[0] if len(others) == 1 else None
@@ -188,5 +197,5 @@ def targets(cluster: Cluster, servers: list[Server], stamp: str, sips: list[Serv
     return {s.name: Target(s.name, s.address, cluster.subnet, cluster.gateway, cluster.interface, stamp,
                            advskew=skews[s.name], reapply=cluster.healthy is False,
                            vips=tuple(vip_of(sip, peer(s), cluster.interface) for sip in sips),
-                           address6=s.address6 or "")
+                           address6=s.address6 or "", cluster_hosts=hosts)
             for s in nodes}

@@ -148,6 +148,10 @@ def wizard_service_ips(request: HttpRequest, pk: int) -> HttpResponse:
         initial = [{f: request.POST.get(f"sips-{i}-{f}") for f in SIP_FIELDS} for i in range(min(total, 254))]
         formset = ServiceIPFormSet(initial=[*initial, services.service_ip_suggest(cluster=cluster, rows=initial)],
                                    cluster=cluster, prefix="sips")
+        if getattr(request, "htmx", False):  # htmx appends the new card; the typed ones (passwords too) stay put
+            return render(request, "wizard/_sip_added.html", {
+                "form": formset.forms[-1], "number": len(formset.forms), "formset": formset,
+                "unicast": services.unicast_offer(cluster=cluster), "configured": set()})
     elif request.method == "POST":
         formset = ServiceIPFormSet(request.POST, cluster=cluster, prefix="sips")
         if formset.is_valid():

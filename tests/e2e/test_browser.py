@@ -58,7 +58,10 @@ def test_wizard_from_empty_database_to_green_run(page, web_server, fresh_lab, ce
     page.click("text=Keep and add a service IP")
     assert page.input_value("#id_sips-1-vhid") == "2"  # the first vhid free on em0
     page.fill("#id_sips-1-addresses", "2001:db8::100")  # no prefix: refused next to the field, the rest kept
-    page.click("text=Keep and add a service IP")
+    page.fill("#id_sips-1-password", "LabPassTwo2")
+    page.click("text=Keep and add a service IP")  # htmx appends a card: what was typed stays, the password too
+    page.wait_for_selector("#id_sips-2-addresses")
+    assert page.input_value("#id_sips-1-password") == "LabPassTwo2"
     page.fill("#id_sips-2-addresses", "192.0.2.101")
     page.select_option("#id_sips-2-announce", "unicast")
     page.click("text=Save and continue: review")
@@ -74,10 +77,10 @@ def test_wizard_from_empty_database_to_green_run(page, web_server, fresh_lab, ce
     page.click("text=Run preflight, prepare, verify and configure the service IPs")
     page.wait_for_selector("[data-run-status=ok]", timeout=90000)
     assert page.locator("[data-step-status=failed]").count() == 0
-    # 2 servers x (connect + 14 node-wide steps + 5 per service IP) + the cluster-wide check
+    # 2 servers x (connect + 15 node-wide steps + 5 per service IP) + the cluster-wide check
     vips = [Vip("em0", n, ("x",), key=str(n)) for n in (1, 2, 3)]
     plan = plan_for(Run.Kind.SETUP, configure_service_ip=True, vips=vips)
-    assert page.locator("tr.step").count() == 2 * (1 + len(plan.node_steps)) + len(plan.cluster_rows) == 2 * 30 + 1
+    assert page.locator("tr.step").count() == 2 * (1 + len(plan.node_steps)) + len(plan.cluster_rows) == 2 * 31 + 1
     assert "server-1 MASTER, server-2 BACKUP" in page.content()
     sips = list(ServiceIP.objects.order_by("vhid").values_list("vhid", "addresses", "announce", "configured"))
     assert sips == [(1, ["192.0.2.100/32"], "multicast", True), (2, ["2001:db8::100/64"], "multicast", True),

@@ -131,3 +131,37 @@ def test_on_13x_unicast_is_refused_with_the_reason_and_multicast_works(world):
     setup = _run(cluster, "setup", limit=180)
     assert setup.status == Run.Status.OK, _failed(setup)
     assert set(_states(cluster).values()) == {"server-1 MASTER, server-2 BACKUP"}
+
+
+def _heard(run, node):
+    return run.steps.get(server_name=node, name="carp-heard")
+
+
+def test_preflight_listens_names_a_device_on_the_vhid_and_warns_when_multicast_does_not_arrive(world):
+    """Preflight listens to the segment (tcpdump -T carp): another device on the vhid stops it; an existing vhid
+    that a node does not hear is a warning on that node's row (multicast blocked), not a stop."""
+    cluster = lab_cluster(world, probe=True, password="lab-heard-test")
+    world.fault("client", "rogue-carp", "1", "some-other-pass", "192.0.2.99", "0")
+    try:
+        run = _run(cluster, "preflight")
+        assert run.status == Run.Status.FAILED
+        for node in ("server-1", "server-2"):
+            row = _heard(run, node)
+            assert row.status == "failed" and "advertised on em0 by 192.0.2.50" in row.message, row.message
+    finally:
+        world.fault("client", "clear")
+
+    assert _run(cluster, "configure").status == Run.Status.OK
+    # server-2 loses the service IP (as after a botched hand edit) and the switch stops flooding multicast to it
+    world.exec("server-2", ["ifconfig", "em0", "inet", "192.0.2.100", "-alias"], check=True)
+    assert _run(cluster, "preflight").steps.get(server_name="server-2", name="carp-heard").message.endswith(
+        "vhid 1: advertisements heard from 192.0.2.11")
+    world.fault("server-2", "multicast-off")
+    try:
+        run = _run(cluster, "preflight")
+        row = _heard(run, "server-2")
+        assert row.status == "warning" and "heard no advertisement of vhid 1 on em0" in row.message, row.message
+        assert _heard(run, "server-1").status == "ok"
+        assert run.status == Run.Status.OK and "a warning on server-2" in run.summary, (run.summary, _failed(run))
+    finally:
+        world.fault("server-2", "clear")

@@ -164,3 +164,44 @@ def test_carp_password_limit_is_19_bytes_as_ifconfig_keeps():
     validate_carp_password("a" * 19)
     with pytest.raises(ValidationError, match="at most 19 bytes"):
         validate_carp_password("a" * 20)
+
+
+IFCONFIG_NO_CARP = IFCONFIG_14.replace("\tinet 192.0.2.100 netmask 0xffffffff broadcast 192.0.2.100 vhid 1\n", "") \
+    .replace("\tcarp: MASTER vhid 1 advbase 1 advskew 0\n\t      peer 224.0.0.18 peer6 ff02::12\n", "")
+AD = "IP {} > 224.0.0.18: CARPv2-advertise 36: vhid={} advbase=1 advskew=0 authlen=7 counter=1\n"
+
+
+def test_carp_heard_parses_tcpdump_lines_and_knows_when_it_could_not_listen():
+    heard = facts.CarpHeard("em0", 3)
+    assert heard.command() == "timeout 3 tcpdump -nlt -i em0 -c 50 -T carp 'ip proto 112 or ip6 proto 112'"
+    ads = heard.parse(r(124, AD.format("192.0.2.12", 1) + "IP6 fe80::5459:e7ff:fea2:cb7b > ff02::12: CARPv2-adver"
+                             "tise 36: vhid=8 advbase=2 advskew=100 authlen=7 counter=9\nnoise\n"))
+    assert ads == [facts.Advertisement("192.0.2.12", 1, 1, 0),
+                   facts.Advertisement("fe80::5459:e7ff:fea2:cb7b", 8, 2, 100)]
+    assert heard.parse(r(1, "", "tcpdump: em0: You don't have permission to capture on that device\n")) is None
+    assert facts.CarpHeard("em0; id").command().startswith("timeout 3 tcpdump -nlt -i 'em0; id' ")
+
+
+def test_listening_finds_a_foreign_speaker_of_the_vhid_and_warns_when_an_existing_one_is_silent():
+    new = T.for_vip(V)
+    t = s.Target(**{**new.__dict__, "cluster_hosts": ("192.0.2.11", "192.0.2.12"), "vip": None})
+    # a node that runs the vhid itself: its election is Check's business
+    assert judge("carp-heard", r(0, IFCONFIG_14), r(124, AD.format("192.0.2.99", 1)), t=t).status == "ok"
+    # another device on the segment advertises the vhid: a collision
+    out = judge("carp-heard", r(0, IFCONFIG_NO_CARP), r(124, AD.format("192.0.2.99", 1)), t=t)
+    assert out.status == "failed" and "192.0.2.99" in out.message and "Choose another vhid" in out.message
+    # the other node's advertisement is ours; a new vhid heard from nobody is free
+    assert judge("carp-heard", r(0, IFCONFIG_NO_CARP), r(124, AD.format("192.0.2.12", 1)), t=t).status == "ok"
+    assert judge("carp-heard", r(0, IFCONFIG_NO_CARP), r(124, ""), t=t).status == "ok"
+    # an existing vhid that this node never hears: multicast blocked, a warning (not a stop)
+    existing = s.Vip("em0", 1, ("192.0.2.100/32",), key="1", existing=True)
+    t2 = s.Target(**{**t.__dict__, "vips": (existing,)})
+    out = judge("carp-heard", r(0, IFCONFIG_NO_CARP), r(124, ""), t=t2)
+    assert out.status == "warning" and "multicast may be blocked" in out.message
+    # tcpdump missing or refused: said, not failed
+    out = judge("carp-heard", r(0, IFCONFIG_NO_CARP), r(127, "", "sh: tcpdump: not found\n"), t=t2)
+    assert out.status == "ok" and "could not listen on em0 (sh: tcpdump: not found)" in out.message
+    # unicast service IPs are not listened for
+    t3 = s.Target(**{**t.__dict__, "vips": (UNI,)})
+    assert next(x for x in s.PREFLIGHT if x.name == "carp-heard").reads(t3) == []
+    assert judge("carp-heard", t=t3).status == "ok"

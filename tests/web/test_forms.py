@@ -78,6 +78,19 @@ def test_after_adding_a_row_the_save_button_saves(admin_client):
         assert f'<form method="post" action="{url}"' in body and 'formaction="?add=1"' in body, step
 
 
+def test_adding_a_service_ip_by_htmx_appends_one_card_and_counts_it(admin_client):
+    admin_client.post("/clusters/new/", CLUSTER)
+    cluster = Cluster.objects.get(name="web")
+    url = f"/clusters/{cluster.pk}/wizard/service-ips/?add=1"
+    body = admin_client.post(url, {"sips-TOTAL_FORMS": "1", "sips-0-interface": "em0", "sips-0-vhid": "1",
+                                   "sips-0-addresses": "192.0.2.100/32", "sips-0-password": "typed.secret1"},
+                             headers={"HX-Request": "true"}).content.decode()
+    assert "<form" not in body and body.count("<article") == 1 and "Service IP 2" in body
+    assert 'name="sips-1-vhid"' in body and 'value="2"' in body  # the next free vhid on em0
+    assert 'id="id_sips-TOTAL_FORMS" hx-swap-oob="true"' in body and 'name="sips-TOTAL_FORMS" value="2"' in body
+    assert "typed.secret1" not in body
+
+
 def test_service_ip_rows_are_validated_next_to_the_field(admin_client):
     admin_client.post("/clusters/new/", CLUSTER)
     Cluster.objects.filter(name="web").update(interface="em0")
@@ -150,3 +163,32 @@ def test_the_service_refuses_an_auth_switch_without_the_new_secret():
     with pytest.raises(services.ServiceError, match="needs the new password"):
         services.servers_save(cluster=cluster, rows=[{**row, "auth": "password", "secret": ""}])
     assert cluster.servers.get().auth == "key"
+
+
+def test_unicast_on_a_second_interface_uses_the_peer_address_discovery_saw_there(admin_client):
+    from wizard import plan
+    from wizard.models import Server
+
+    admin_client.post("/clusters/new/", CLUSTER)
+    Cluster.objects.filter(name="web").update(interface="em0")
+    cluster = Cluster.objects.get(name="web")
+    for i in (1, 2):
+        Server.objects.create(cluster=cluster, name=f"server-{i}", address=f"192.0.2.1{i}", ssh_host="127.0.0.1",
+                              freebsd_release="14.3-RELEASE", seen_vhids={"em0": [], "em1": []},
+                              seen_addresses={"em0": [f"192.0.2.1{i}/24"], "em1": [] if i == 2 else ["10.1.0.11/24"]})
+    data = {"sips-TOTAL_FORMS": "2", "sips-INITIAL_FORMS": "0"}
+    for i, (iface, vhid, addresses, announce) in enumerate([("em0", "1", "192.0.2.100/32", "multicast"),
+                                                             ("em1", "2", "10.1.0.100/32", "unicast")]):
+        data.update({f"sips-{i}-interface": iface, f"sips-{i}-vhid": vhid, f"sips-{i}-addresses": addresses,
+                     f"sips-{i}-advbase": "1", f"sips-{i}-announce": announce})
+    body = admin_client.post(f"/clusters/{cluster.pk}/wizard/service-ips/", data).content.decode()
+    assert "Unicast on em1 sends to the other node&#x27;s IPv4 address there, and discovery saw none on " \
+           "server-2&#x27;s em1." in body
+    Server.objects.filter(name="server-2").update(seen_addresses={"em1": ["10.1.0.12/24"]})
+    res = admin_client.post(f"/clusters/{cluster.pk}/wizard/service-ips/", data)
+    assert res.status_code == 302, res.content.decode()
+    cluster.refresh_from_db()
+    targets = plan.targets(cluster, list(cluster.servers.all()), "20260101T000000")
+    em1 = {name: next(v for v in t.vips if v.interface == "em1") for name, t in targets.items()}
+    assert (em1["server-1"].peer, em1["server-2"].peer) == ("10.1.0.12", "10.1.0.11")
+    assert all(not v.unicast for t in targets.values() for v in t.vips if v.interface == "em0")

@@ -216,6 +216,41 @@ class Ping:
         return result.ok
 
 
+CARP_AD = re.compile(r"^IP6?\s+([0-9a-fA-F:.]+)\s+>\s+\S+:\s+CARPv\d-advertise\s+\d+:\s+vhid=(\d+)\s+"
+                     r"advbase=(\d+)\s+advskew=(\d+)")
+
+
+@dataclass(frozen=True)
+class Advertisement:
+    source: str
+    vhid: int
+    advbase: int
+    advskew: int
+
+
+@dataclass(frozen=True)
+class CarpHeard:
+    """Listen to the segment for CARP (and VRRP: the same protocol 112) advertisements, as the reference's
+    pitfall 1 says to: `timeout S tcpdump -nlt -i IF -c N -T carp 'ip proto 112 or ip6 proto 112'`. Lines look
+    like `IP 192.0.2.11 > 224.0.0.18: CARPv2-advertise 36: vhid=1 advbase=1 advskew=0 authlen=7 counter=...`;
+    IPv6 ones come from the sender's link-local address. None when tcpdump could not listen (exit other than
+    0, or timeout's 124)."""
+
+    interface: str
+    seconds: int = 3
+    limit: int = 50
+
+    def command(self) -> str:
+        return (f"timeout {int(self.seconds)} tcpdump -nlt -i {q(self.interface)} -c {int(self.limit)} -T carp "
+                "'ip proto 112 or ip6 proto 112'")
+
+    def parse(self, result: CommandResult) -> list[Advertisement] | None:
+        if result.code not in (0, 124):
+            return None
+        return [Advertisement(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)))
+                for m in map(CARP_AD.match, result.stdout.splitlines()[:self.limit]) if m]
+
+
 # -- kernel module, sysctl, files -------------------------------------------------------------------
 @dataclass(frozen=True)
 class KldLoaded:

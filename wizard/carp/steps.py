@@ -35,6 +35,7 @@ class Verdict(StrEnum):
     CHANGED = "changed"
     FAILED = "failed"
     SKIPPED = "skipped"
+    WARNING = "warning"  # a check that found a risk to know of, not a reason to stop
 
 
 MULTICAST = "224.0.0.18"
@@ -52,6 +53,7 @@ class Vip:
     peer: str = ""  # unicast: the other node's IPv4 address on the interface ("" multicast)
     peer6: str = ""  # unicast: its IPv6 address
     key: str = ""  # which CARP password the session sends as $CARP_PASS (carpweb's id of the service IP)
+    existing: bool = False  # configured on the nodes already: the ones that run it advertise it
 
     @property
     def unicast(self) -> bool:
@@ -89,6 +91,7 @@ class Target:
     vips: tuple[Vip, ...] = ()
     vip: Vip | None = None
     address6: str = ""
+    cluster_hosts: tuple[str, ...] = ()  # every node's own addresses: advertisements from these are the cluster's
 
     def for_vip(self, vip: Vip) -> Target:
         return replace(self, vip=vip)
@@ -211,6 +214,9 @@ def _judge_vip_free(t: Target, v: list[Any], r: list[CommandResult]) -> Outcome:
     iface, answers = v[0].get(vip.interface), v[1:]
     taken = [h for h, answered in zip(vip.hosts, answers, strict=True)
              if answered and not (iface and iface.has_carp_address(h, vip.vhid))]
+    if taken and vip.existing:  # configured on the nodes: the master answers for it
+        return ok(f"{', '.join(taken)} answer{'s' if len(taken) == 1 else ''}: the service IP is up on another node "
+                  "of the cluster")
     if taken:
         return failed(f"{', '.join(taken)} already answer{'s' if len(taken) == 1 else ''} ping from {t.server}: "
                       "another host uses it. Choose a free address for the service IP.")
@@ -268,6 +274,68 @@ def _vip_interface_reads(t: Target) -> list[Fact[Any]]:
     vip = t.sip
     peers = [p for p in (vip.peer, vip.peer6) if p] if vip.unicast else []
     return [facts.InterfaceNames(), facts.Ifconfig(vip.interface), facts.Uname(), *(facts.Ping(p, 2) for p in peers)]
+
+
+LISTEN_MAX_SECONDS = 10
+
+
+def _multicast_interfaces(t: Target) -> list[tuple[str, int]]:
+    """Each interface a multicast service IP lives on, with how long to listen there: two advertisement intervals
+    of its slowest vhid and a second (an advertisement leaves every advbase + skew/256 s), at most 10 s."""
+    seconds: dict[str, int] = {}
+    for vip in t.vips:
+        if not vip.unicast:
+            seconds[vip.interface] = max(seconds.get(vip.interface, 0), min(2 * vip.advbase + 1, LISTEN_MAX_SECONDS))
+    return sorted(seconds.items())
+
+
+def _heard_reads(t: Target) -> list[Fact[Any]]:
+    return [f for name, secs in _multicast_interfaces(t) for f in (facts.Ifconfig(name), facts.CarpHeard(name, secs))]
+
+
+def _hearing(t: Target, vip: Vip, shown: facts.Interface | None, ads: list[facts.Advertisement]) -> tuple[str, str]:
+    """("failed"|"warning"|"ok", why) for one multicast service IP on a node, from what the node heard."""
+    if shown and shown.carp_status(vip.vhid):
+        return "ok", f"vhid {vip.vhid} runs here (Check judges its election)"
+    own = [a.address for a in (shown.inet + shown.inet6 if shown else [])]
+    heard = sorted({a.source for a in ads if a.vhid == vip.vhid and not any(facts.same_address(a.source, o)
+                                                                            for o in own)})
+    foreign = [s for s in heard if not s.lower().startswith("fe80:")
+               and not any(facts.same_address(s, h) for h in t.cluster_hosts)]
+    if foreign:
+        return "failed", (f"vhid {vip.vhid} is already advertised on {vip.interface} by {', '.join(foreign)}, which "
+                          "is not a node of this cluster (another CARP or VRRP device uses it). Choose another vhid, "
+                          "unique on this network segment.")
+    if heard:
+        return "ok", f"vhid {vip.vhid}: advertisements heard from {', '.join(heard)}"
+    if vip.existing:
+        return "warning", (f"{t.server} heard no advertisement of vhid {vip.vhid} on {vip.interface}, though the "
+                           "other nodes run it: multicast may be blocked between the nodes (IGMP snooping, a cloud "
+                           "network, a hypervisor's filter), and then every node would be MASTER. Allow 224.0.0.18 "
+                           "and ff02::12 on the segment, or choose unicast (FreeBSD 14).")
+    return "ok", f"vhid {vip.vhid}: no other device advertises it"
+
+
+def _judge_heard(t: Target, v: list[Any], r: list[CommandResult]) -> Outcome:
+    interfaces = _multicast_interfaces(t)
+    if not interfaces:
+        return ok("every service IP announces by unicast: nothing to listen for")
+    found: dict[str, list[str]] = {"failed": [], "warning": [], "ok": []}
+    for n, (name, _) in enumerate(interfaces):
+        shown, ads = v[2 * n].get(name), v[2 * n + 1]
+        if ads is None:
+            why = (r[2 * n + 1].stderr.strip().splitlines() or ["no output"])[-1][:200]
+            found["ok"].append(f"could not listen on {name} ({why}); vhid collisions there were not looked for")
+            continue
+        for vip in (x for x in t.vips if x.interface == name and not x.unicast):
+            verdict, why = _hearing(t, vip, shown, ads)
+            found[verdict].append(why)
+    if found["failed"]:
+        return failed(" ".join(found["failed"]))
+    if found["warning"]:
+        return Outcome(Verdict.WARNING, " ".join(found["warning"]))
+    listened = ", ".join(f"{name} {secs} s" for name, secs in interfaces)
+    return ok(f"listened on {listened}: " + "; ".join(found["ok"]))
 
 
 # -- prepare ------------------------------------------------------------------------------------
@@ -335,6 +403,8 @@ PREFLIGHT: list[Step] = [
          lambda t: [facts.DefaultGateway(), facts.Ping(t.gateway, 2)], _judge_gateway),
     Step("vip-interface", Phase.PREFLIGHT, "Service IP's interface ready", _vip_interface_reads,
          _judge_vip_interface, per_vip=True),
+    # Listen before judging addresses and vhids: a device that already advertises the vhid is named.
+    Step("carp-heard", Phase.PREFLIGHT, "CARP advertisements on the segment", _heard_reads, _judge_heard),
     Step("vip-free", Phase.PREFLIGHT, "Addresses not used by another host",
          lambda t: [facts.Ifconfig(t.sip.interface), *(facts.Ping(h, 1) for h in t.sip.hosts)], _judge_vip_free,
          per_vip=True),

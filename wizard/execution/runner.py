@@ -156,6 +156,7 @@ def _finish(ctx: RunContext, timed_out: bool, error: str = "") -> None:
                           "not finished: " + (error or "the run ended"))
     failed = [r for r in ctx.recorder.rows.values() if r.status == Step.Status.FAILED]
     changed = sum(r.status == Step.Status.CHANGED for r in ctx.recorder.rows.values())
+    warned = sorted({r.where for r in ctx.recorder.rows.values() if r.status == Step.Status.WARNING})
     if timed_out:
         summary = f"stopped: the run took longer than CARPWEB_RUN_TIMEOUT ({limit:g} s)"
     elif error:
@@ -164,6 +165,8 @@ def _finish(ctx: RunContext, timed_out: bool, error: str = "") -> None:
         summary = f"{len(failed)} step(s) failed on {', '.join(sorted({r.where for r in failed}))}"
     else:
         summary = f"{changed} change(s) made" if changed else "nothing to change"
+        if warned:
+            summary += f"; a warning on {', '.join(warned)}: read its row"
     status = Run.Status.FAILED if timed_out or error or failed else Run.Status.OK
     # Only a run still running is finished here: the reaper may have declared it interrupted meanwhile.
     with revisions.change() as rev:

@@ -266,8 +266,13 @@ def unicast_problem(nodes: list[Server], addresses: list[str], interface: str, n
     if len(nodes) != 2:
         return f"Unicast names one peer, so it needs exactly 2 nodes (this cluster has {len(nodes)})."
     if interface != node_interface:
-        return (f"Unicast peers are the nodes' addresses on {node_interface}; for {interface} choose multicast "
-                "(carpweb knows no node addresses there).")
+        for family6, word in ((False, "IPv4"), (True, "IPv6")):
+            missing = [s.name for s in nodes if not s.address_on(interface, family6)]
+            if any((":" in a) == family6 for a in addresses) and missing:
+                return (f"Unicast on {interface} sends to the other node's {word} address there, and discovery saw "
+                        f"none on {', '.join(missing)}'s {interface}. Give it one and run Discover again, or choose "
+                        "multicast.")
+        return None
     if any(":" in a for a in addresses) and not all(s.address6 for s in nodes):
         return "Unicast IPv6 needs every node's IPv6 address (Servers step)."
     return None

@@ -105,7 +105,10 @@ def interfaces_discover(*, cluster: Cluster) -> list[DiscoveredServer]:
         suggested = next((i.name for i in found if any(a.address == server.address for a in i.inet)), "")
         # What the Service IPs step offers from: the release (unicast needs 14) and the vhids in use.
         seen = {i.name: sorted({c.vhid for c in i.carp}) for i in found if i.name != "lo0"}
-        Server.objects.filter(pk=server.pk).update(freebsd_release=uname[1][:40], seen_vhids=seen)
+        own = {i.name: [f"{a.address}/{a.prefix}" for a in [*i.own_addresses(), *i.own_addresses6()]][:32]
+               for i in found if i.name != "lo0"}
+        Server.objects.filter(pk=server.pk).update(freebsd_release=uname[1][:40], seen_vhids=seen,
+                                                   seen_addresses=own)
         return DiscoveredServer(server, found, suggested)
 
     return _parallel(one, list(cluster.servers.all()))

@@ -15,7 +15,7 @@ register = template.Library()
 
 # A value of Run.Status, Step.Status or Drill.Status -> its colour class.
 TONES = {"ok": "ok", "changed": "changed", "failed": "failed", "interrupted": "failed", "running": "running",
-         "pending": "pending", "skipped": "pending"}
+         "pending": "pending", "skipped": "pending", "warning": "warning"}
 CARP_TONES = {"MASTER": "ok", "BACKUP": "changed", "INIT": "failed", "unreachable": "failed"}
 
 
