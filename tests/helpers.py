@@ -6,7 +6,7 @@ import time
 
 from lab.world import Lab
 from wizard import crypto, services
-from wizard.models import Cluster, Run, ServiceIP
+from wizard.models import Cluster, Run, Server, ServiceIP
 
 
 def lab_cluster(lab: Lab, *, name: str = "web", users=("root", "root"), privileges=("root", "root"),
@@ -36,6 +36,21 @@ def lab_cluster(lab: Lab, *, name: str = "web", users=("root", "root"), privileg
         offers = services.host_keys_fetch(cluster=cluster)
         services.host_keys_pin(cluster=cluster, confirmed={o.server.pk: o.fingerprint for o in offers})
     return cluster
+
+
+THREE_SERVICE_IPS = [{"interface": "em0", "vhid": 10, "addresses": ["192.0.2.100/32"]},
+                     {"interface": "em0", "vhid": 11, "addresses": ["2001:db8::100/64"]},
+                     {"interface": "em0", "vhid": 12, "addresses": ["192.0.2.101/32"], "announce": "unicast"}]
+
+
+def three_service_ips(lab: Lab) -> Cluster:
+    """The lab's two servers (and the client as probe) carrying IPv4 multicast, IPv6 and IPv4 unicast service IPs."""
+    cluster = lab_cluster(lab, probe=True, configure_service_ip=True)
+    Cluster.objects.filter(pk=cluster.pk).update(subnet6="2001:db8::/64")
+    for name in ("server-1", "server-2"):
+        Server.objects.filter(cluster=cluster, name=name).update(address6=lab.config.address6(lab.host(name).address))
+    services.service_ips_save(cluster=cluster, rows=THREE_SERVICE_IPS)
+    return Cluster.objects.get(pk=cluster.pk)
 
 
 def make_cluster(*, vip: str = "", vhid: int = 1, interface: str = "em0", **fields) -> Cluster:

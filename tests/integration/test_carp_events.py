@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NOTIFY_RETRIES, ROOT, worker_env
-from tests.helpers import lab_cluster, wait_run, wait_until
+from tests.helpers import lab_cluster, three_service_ips, wait_run, wait_until
 from wizard import services
 from wizard.carp import events
 from wizard.models import CarpEvent, Cluster, Delivery, Notice, Run, Server
@@ -271,3 +271,26 @@ def test_a_flapping_link_is_told_once_per_failover_then_once_as_flapping(world, 
     first = receiver.got[0][1]
     assert first["node"] == "server-1" and "server-1 lost 192.0.2.100 for" in first["reason"]
     assert "(hardware interface down); server-2 held them meanwhile" in first["reason"]
+
+
+def test_a_failover_of_three_service_ips_is_one_notice_naming_every_address(world, collector, receiver,
+                                                                            notifier_process):
+    """Issue 19: a node carrying several service IPs fails; the webhook gets one notice for the cluster, naming
+    the addresses that moved, not one per vhid."""
+    services.target_add(address=receiver.url)
+    cluster = three_service_ips(world)
+    run = wait_run(services.run_start(cluster=cluster, kind=Run.Kind.SETUP), limit=150)
+    assert run.status == Run.Status.OK, [(s.server_name, s.name, s.message) for s in run.steps.filter(status="failed")]
+    wait_until(lambda: _situation(cluster) == "master:server-1", limit=30)
+    world.fault("server-1", "link-down")
+    try:
+        wait_until(lambda: receiver.got, limit=LATENCY_LIMIT + 5)
+        time.sleep(6)  # the other vhids' transitions arrive meanwhile: they must not make more notices
+        kinds = [b["event"] for _, b in receiver.got]
+        print(f"\nfailover of 3 service IPs: {len(kinds)} webhook post(s): {[b['reason'] for _, b in receiver.got]}")
+        assert kinds == ["master_changed"], kinds
+        reason = receiver.got[0][1]["reason"]
+        assert all(a in reason for a in ("192.0.2.100", "2001:db8::100", "192.0.2.101")), reason
+        assert Notice.objects.filter(cluster=cluster).count() == 1
+    finally:
+        world.fault("server-1", "link-up")

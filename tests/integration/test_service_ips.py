@@ -7,14 +7,11 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from tests.helpers import lab_cluster, wait_run
+from tests.helpers import THREE_SERVICE_IPS, lab_cluster, three_service_ips, wait_run
 from wizard import services
 from wizard.models import Cluster, Drill, Run, Server, ServiceIP
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-ROWS = [{"interface": "em0", "vhid": 10, "addresses": ["192.0.2.100/32"]},
-        {"interface": "em0", "vhid": 11, "addresses": ["2001:db8::100/64"]},
-        {"interface": "em0", "vhid": 12, "addresses": ["192.0.2.101/32"], "announce": "unicast"}]
 
 
 def _run(cluster, kind, limit=120, **kw):
@@ -25,22 +22,12 @@ def _failed(run):
     return [(s.server_name, s.name, s.message) for s in run.steps.filter(status="failed")]
 
 
-def _three(world) -> Cluster:
-    cluster = lab_cluster(world, probe=True, configure_service_ip=True)
-    Cluster.objects.filter(pk=cluster.pk).update(subnet6="2001:db8::/64")
-    for name in ("server-1", "server-2"):
-        Server.objects.filter(cluster=cluster, name=name).update(address6=world.config.address6(
-            world.host(name).address))
-    services.service_ips_save(cluster=cluster, rows=ROWS)
-    return Cluster.objects.get(pk=cluster.pk)
-
-
 def _states(cluster):
     return {s.vhid: s.state for s in ServiceIP.objects.filter(cluster=cluster)}
 
 
 def test_three_service_ips_configure_check_drill_and_remove_one(world):
-    cluster = _three(world)
+    cluster = three_service_ips(world)
     setup = _run(cluster, "setup", limit=180)
     assert setup.status == Run.Status.OK, _failed(setup)
     rows = set(setup.steps.filter(server_name="server-1").values_list("name", flat=True))
@@ -121,13 +108,13 @@ def test_three_service_ips_configure_check_drill_and_remove_one(world):
 def test_on_13x_unicast_is_refused_with_the_reason_and_multicast_works(world):
     for name in ("server-1", "server-2"):
         world.reinstall(name, "13.2-RELEASE")
-    cluster = _three(world)
+    cluster = three_service_ips(world)
     preflight = _run(cluster, "preflight")
     assert preflight.status == Run.Status.FAILED
     refused = preflight.steps.get(server_name="server-1", name="vip-interface:em0:12")
     assert refused.status == "failed" and "13.2-RELEASE: unicast CARP (ifconfig's peer) needs 14.0" in refused.message
     assert preflight.steps.get(server_name="server-1", name="vip-interface:em0:10").status == "ok"
-    services.service_ips_save(cluster=cluster, rows=[{**r, "announce": "multicast"} for r in ROWS])
+    services.service_ips_save(cluster=cluster, rows=[{**r, "announce": "multicast"} for r in THREE_SERVICE_IPS])
     setup = _run(cluster, "setup", limit=180)
     assert setup.status == Run.Status.OK, _failed(setup)
     assert set(_states(cluster).values()) == {"server-1 MASTER, server-2 BACKUP"}
