@@ -66,6 +66,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "axes",
     "django_celery_beat",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "wizard",
 ]
 
@@ -85,6 +88,33 @@ MIDDLEWARE = [
     "wizard.middleware.PasswordChangeRequiredMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
+# The REST API (wizard.api): bearer tokens or the pages' session, roles as on the pages, a rate per token.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["wizard.api.auth.BearerTokenAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["wizard.api.auth.HasRole"],
+    "DEFAULT_THROTTLE_CLASSES": ["wizard.api.auth.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"token": os.environ.get("CARPWEB_API_RATE", "600/min")},
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "carpweb API",
+    "DESCRIPTION": "CARP service IPs for FreeBSD: the inventory, runs and their steps. Authenticate with "
+                   "`Authorization: Bearer carpweb_<id>_<secret>` (manage.py token_create, or POST /api/v1/tokens/).",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "AUTHENTICATION_WHITELIST": ["wizard.api.auth.BearerTokenAuthentication"],  # the session is for /api/docs/ only
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "wizard.api.schema.add_error_responses"],
+    "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "wizard.models.Run.Status", "StepStatusEnum": "wizard.models.Step.Status"},
+}
 AUTHENTICATION_BACKENDS = ["wizard.auth_backends.AddressLimitBackend", "axes.backends.AxesStandaloneBackend",
                            "django.contrib.auth.backends.ModelBackend"]
 # Login attempts: 5 failures per user name and address lock it for 15 minutes (django-axes); 30 failures from one

@@ -14,6 +14,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("metrics", views_health.metrics, name="metrics"),
+    path("api/", include("wizard.api.urls")),
     # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (JSON, the admin's error pages).
     path("favicon.ico", login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
     path("", include("wizard.urls")),

@@ -30,6 +30,7 @@ class Context:
     user: Any = None
     request_id: str = ""
     source_ip: str = ""
+    token_id: str = ""  # the API token that authenticated the request (wizard.api)
 
 
 context: contextvars.ContextVar[Context | None] = contextvars.ContextVar("carpweb_audit", default=None)
@@ -42,7 +43,8 @@ def content(entry: AuditEntry) -> str:
         "source_ip": entry.source_ip or "", "action": entry.action, "object_type": entry.object_type,
         "object_id": entry.object_id, "object_repr": entry.object_repr, "cluster_id": entry.cluster_id,
         "cluster": entry.cluster_name, "before": entry.before, "after": entry.after, "link": entry.link,
-        "prev": entry.prev_hash}, sort_keys=True, separators=(",", ":"), default=str)
+        "prev": entry.prev_hash, **({"token": entry.token_id} if entry.token_id else {})},
+        sort_keys=True, separators=(",", ":"), default=str)
 
 
 def digest(entry: AuditEntry, key: str | None = None) -> str:
@@ -85,7 +87,7 @@ def record(action: str, *, obj: Any = None, cluster: Cluster | None = None, befo
             object_type=type(obj).__name__.lower() if obj is not None else "",
             object_id=str(getattr(obj, "pk", "") or ""), object_repr=str(obj)[:200] if obj is not None else "",
             cluster_id=cluster.pk if cluster else None, cluster_name=cluster.name if cluster else "",
-            before=before, after=after, link=link, prev_hash=prev)
+            before=before, after=after, link=link, prev_hash=prev, token_id=ctx.token_id)
         entry.hash = digest(entry)
         entry.save()
     return entry

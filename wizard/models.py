@@ -156,18 +156,18 @@ class Server(models.Model):
                                       help_text="its own addresses by interface ('A/P', IPv4 and global IPv6), as "
                                                 "discovery last saw: a unicast peer on an interface other than em0's")
 
-    def address_on(self, interface: str, family6: bool) -> str:
-        """Its own address on `interface` (the server's address or address6 on the nodes' interface, else what
-        discovery saw there); "" when none is known."""
-        seen = [a.rpartition("/")[0] or a for a in (self.seen_addresses or {}).get(interface, [])]
-        return next((a for a in seen if (":" in a) == family6), "")
-
     class Meta:
         ordering = ["cluster", "position", "id"]
         constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="unique_server_name_per_cluster")]
 
     def __str__(self) -> str:
         return self.name
+
+    def address_on(self, interface: str, family6: bool) -> str:
+        """Its own address on `interface` (the server's address or address6 on the nodes' interface, else what
+        discovery saw there); "" when none is known."""
+        seen = [a.rpartition("/")[0] or a for a in (self.seen_addresses or {}).get(interface, [])]
+        return next((a for a in seen if (":" in a) == family6), "")
 
 
 class Run(models.Model):
@@ -457,6 +457,7 @@ class AuditEntry(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     link = models.CharField(max_length=200, blank=True)
+    token_id = models.CharField(max_length=16, blank=True, help_text="the API token the change came through")
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64)
 
@@ -493,3 +494,25 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"verified up to entry {self.entry_id} ({self.count} entries)"
+
+
+class ApiToken(models.Model):
+    """A person's token for the REST API: `carpweb_<key_id>_<secret>`, shown once. Only a keyed hash of the
+    secret is kept (wizard.services.tokens); the token acts with its user's role, or as a viewer when read-only."""
+
+    key_id = models.CharField(max_length=16, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="what it is for, as its owner named it")
+    digest = models.CharField(max_length=64, help_text="HMAC-SHA256 of the secret, keyed by the SECRET_KEY")
+    read_only = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"token {self.key_id}"

@@ -1,0 +1,189 @@
+"""API views: thin, like the pages'. They check the role, call a service or a selector, and serialize.
+
+Roles are global in carpweb (every viewer may read every cluster), so a role that may not do something gets 403
+with the reason: there is no object whose existence a 404 would need to hide. Unknown ids get 404.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, pagination, serializers, status, viewsets
+from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .. import selectors, services
+from ..execution.waits import until
+from ..health import health_check
+from ..models import ApiToken, Cluster, Run
+from ..roles import Role, has_role
+from ..services import tokens
+from .serializers import (
+    ClusterFilterSerializer,
+    ClusterSerializer,
+    RunCreateSerializer,
+    RunDetailSerializer,
+    RunFilterSerializer,
+    RunSerializer,
+    TokenCreatedSerializer,
+    TokenCreateSerializer,
+    TokenSerializer,
+)
+
+WAIT_MAX = 60  # seconds a ?wait= long-poll may hold a request
+
+
+class ById(pagination.CursorPagination):
+    ordering = "id"
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+    def get_page_size(self, request: Request) -> int:
+        """`limit`, checked: 1 to 200, or a field-keyed 400 (not silently the default)."""
+        given = request.query_params.get(self.page_size_query_param or "limit")
+        if given is None:
+            return self.page_size
+        if not given.isdigit() or not 1 <= int(given) <= self.max_page_size:
+            raise serializers.ValidationError({"limit": [f"A whole number from 1 to {self.max_page_size}."]})
+        return int(given)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for p in parameters:
+            if p["name"] == self.page_size_query_param:
+                p["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+        return parameters
+
+
+class NewestFirst(ById):
+    ordering = "-id"
+
+
+def refused(error: services.ServiceError) -> Response:
+    """A service's refusal: its sentence, 403 when the role is the reason."""
+    code = status.HTTP_403_FORBIDDEN if isinstance(error, services.RoleRequired) else status.HTTP_400_BAD_REQUEST
+    return Response({"detail": str(error)}, status=code)
+
+
+@extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT}, auth=[])
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def health(request: Request) -> Response:
+    """200 when the database, the broker and a worker answer; 503 otherwise (the same as GET /health/)."""
+    result = health_check()
+    return Response(result.as_public_dict(), status=200 if result.healthy else 503)
+
+
+def filters[T: serializers.Serializer[Any]](request: Request, kind: type[T]) -> dict[str, Any]:
+    """The query's filters, validated (a wrong one is a field-keyed 400)."""
+    given = kind(data=request.query_params)
+    given.is_valid(raise_exception=True)
+    return dict(given.validated_data)
+
+
+@extend_schema(parameters=[ClusterFilterSerializer])
+class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
+    """The inventory: clusters with their nodes and service IPs."""
+
+    serializer_class = ClusterSerializer
+    pagination_class = ById
+
+    def get_queryset(self) -> QuerySet[Cluster]:
+        if self.action != "list":
+            return Cluster.objects.all()
+        given = filters(self.request, ClusterFilterSerializer)
+        qs = selectors.cluster_inventory(q=(given["address"] or given["q"]).strip(), state=given["state"])
+        return qs.filter(name=given["name"]) if given["name"] else qs
+
+    @extend_schema(request=RunCreateSerializer, responses={201: RunSerializer, 400: OpenApiTypes.OBJECT,
+                                                           403: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"], url_path="runs")
+    def runs(self, request: Request, pk: str | None = None) -> Response:
+        """Start a run (any kind the caller's role allows); 201 with the run, which the worker then executes."""
+        cluster = get_object_or_404(Cluster, pk=pk)
+        given = RunCreateSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            run = services.run_start(cluster=cluster, kind=given.validated_data["kind"], user=request.user,
+                                     target=given.validated_data["target"], confirm=given.validated_data["confirm"],
+                                     service_ip=given.validated_data["service_ip"])
+        except services.ServiceError as e:
+            return refused(e)
+        return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(parameters=[RunFilterSerializer])
+class RunViewSet(viewsets.ReadOnlyModelViewSet[Run]):
+    """Runs, newest first; one run with its step rows, optionally waiting for it to end."""
+
+    pagination_class = NewestFirst
+
+    def get_queryset(self) -> QuerySet[Run]:
+        qs = Run.objects.select_related("target")
+        if self.action != "list":
+            return qs
+        given = filters(self.request, RunFilterSerializer)
+        if given["cluster"]:
+            qs = qs.filter(cluster_id=given["cluster"])
+        return qs.filter(**{name: given[name] for name in ("status", "kind") if given[name]})
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer[Run]]:
+        return RunDetailSerializer if self.action == "retrieve" else RunSerializer
+
+    @extend_schema(parameters=[OpenApiParameter("wait", int, description=f"seconds (at most {WAIT_MAX}) to wait "
+                                                "for the run to end before answering")])
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        run = self.get_object()
+        wait = request.query_params.get("wait", "")
+        if wait.isdigit() and int(wait) > 0 and not run.done:
+            def ended() -> bool:
+                run.refresh_from_db(fields=["status"])
+                return run.done
+
+            until(ended, seconds=min(int(wait), WAIT_MAX), every=0.25, stop=threading.Event())
+            run = self.get_object()
+        return Response(RunDetailSerializer(run).data)
+
+
+class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet[ApiToken]):
+    """Your API tokens (an admin sees everyone's). Creating answers the token once; deleting revokes it."""
+
+    serializer_class = TokenSerializer
+    queryset = ApiToken.objects.all()  # narrowed per person in get_queryset
+    pagination_class = NewestFirst
+    lookup_field = "key_id"
+    write_role = Role.VIEWER  # anyone may hold tokens for their own role
+
+    def get_queryset(self) -> QuerySet[ApiToken]:
+        qs = ApiToken.objects.select_related("user")
+        return qs if has_role(self.request.user, Role.ADMIN) else qs.filter(user_id=self.request.user.pk or 0)
+
+    @extend_schema(request=TokenCreateSerializer, responses={201: TokenCreatedSerializer})
+    def create(self, request: Request) -> Response:
+        given = TokenCreateSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            token, text = tokens.token_create(user=request.user, name=given.validated_data.get("name", ""),
+                                              read_only=given.validated_data["read_only"],
+                                              expires_days=given.validated_data.get("expires_days"),
+                                              actor=request.user)
+        except services.ServiceError as e:
+            return refused(e)
+        return Response({"token": text, "key_id": token.key_id}, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        token = self.get_object()
+        try:
+            tokens.token_revoke(key_id=token.key_id, actor=request.user)
+        except services.ServiceError as e:
+            return refused(e)
+        return Response(status=status.HTTP_204_NO_CONTENT)
