@@ -4,7 +4,7 @@ itself, so its views are marked login_not_required."""
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
@@ -29,4 +29,5 @@ urlpatterns = _open([
     path("v1/", include(_open(list(router.urls)))),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^(?P<rest>[\s\S]*)$", views.not_found),
 ])

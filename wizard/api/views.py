@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
@@ -90,11 +90,12 @@ def filters[T: serializers.Serializer[Any]](request: Request, kind: type[T]) -> 
     return dict(given.validated_data)
 
 
-@extend_schema(parameters=[ClusterFilterSerializer])
+@extend_schema_view(list=extend_schema(parameters=[ClusterFilterSerializer]))
 class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
     """The inventory: clusters with their nodes and service IPs."""
 
     serializer_class = ClusterSerializer
+    lookup_value_regex = r"\d+"
     pagination_class = ById
 
     def get_queryset(self) -> QuerySet[Cluster]:
@@ -121,10 +122,11 @@ class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
         return Response(RunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 
-@extend_schema(parameters=[RunFilterSerializer])
+@extend_schema_view(list=extend_schema(parameters=[RunFilterSerializer]))
 class RunViewSet(viewsets.ReadOnlyModelViewSet[Run]):
     """Runs, newest first; one run with its step rows, optionally waiting for it to end."""
 
+    lookup_value_regex = r"\d+"
     pagination_class = NewestFirst
 
     def get_queryset(self) -> QuerySet[Run]:
@@ -161,6 +163,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.Gen
     queryset = ApiToken.objects.all()  # narrowed per person in get_queryset
     pagination_class = NewestFirst
     lookup_field = "key_id"
+    lookup_value_regex = "[0-9a-f]{1,16}"
     write_role = Role.VIEWER  # anyone may hold tokens for their own role
 
     def get_queryset(self) -> QuerySet[ApiToken]:
@@ -187,3 +190,12 @@ class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.Gen
         except services.ServiceError as e:
             return refused(e)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def not_found(request: Request, rest: str = "") -> Response:
+    """Any other path under /api/: a JSON 404, not the pages' HTML one."""
+    return Response({"detail": "No such API path."}, status=status.HTTP_404_NOT_FOUND)

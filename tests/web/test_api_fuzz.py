@@ -1,28 +1,50 @@
-# NOT COLLECTED (work in progress, issue 20): Schemathesis still reports "missing Authorization accepted" on
-# GET /api/v1/clusters/, which is not yet understood; rename to test_api_fuzz.py once green.
 """Schemathesis against the live OpenAPI document, in process (WSGI): every operation with generated inputs, as a
 viewer's token and as an admin's. No 5xx, every answer matches the schema, and no secret appears in any answer."""
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 import schemathesis
+from django.conf import settings as django_settings
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
 from hypothesis import HealthCheck, settings
 
-from tests.web.test_api import KEY, person, ready_cluster, token_for
+from tests.web.test_api import KEY, person, ready_cluster
 from wizard import crypto
+from wizard.models import ApiToken
+from wizard.services import tokens
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
 connections.close_all()  # loading the document at collection opened the database; the test database comes later
 CASES: list[str] = []  # one entry per generated case, for the count README gives
+# Each role's token is known before the database exists (Schemathesis asks for it while collecting); the fixture
+# stores it as token_create would.
+TOKENS = {who: (secrets.token_hex(6), secrets.token_hex(24)) for who in ("viewer", "admin")}
+BEARER = {"now": "carpweb_{}_{}".format(*TOKENS["viewer"])}  # the token the next call sends
+
+
+@schema.auth()
+class TokenAuth:
+    """Schemathesis's own auth hook, so its checks know which header is the credential (they send it wrong or
+    without it on purpose and expect 401)."""
+
+    def get(self, case, context):  # type: ignore[no-untyped-def]
+        return BEARER["now"]
+
+    def set(self, case, data, context):  # type: ignore[no-untyped-def]
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
 @pytest.fixture
 def seeded(db):
     cluster = ready_cluster()
-    admin, viewer = token_for(person("fuzz-admin", "admin")), token_for(person("fuzz-viewer", "viewer"))
+    for who, (key_id, secret) in TOKENS.items():
+        ApiToken.objects.create(key_id=key_id, user=person(f"fuzz-{who}", who),
+                                digest=tokens._digest(secret, django_settings.SECRET_KEY))
+    admin, viewer = ("carpweb_{}_{}".format(*TOKENS[who]) for who in ("admin", "viewer"))
     secrets = [crypto.decrypt(cluster.service_ips.get().password_enc), KEY.splitlines()[1], admin.split("_")[2],
                viewer.split("_")[2]]
     return {"admin": admin, "viewer": viewer, "secrets": secrets}
@@ -35,7 +57,7 @@ def test_the_api_keeps_its_contract(case, seeded):
     for who in ("viewer", "admin"):
         if case.method == "GET" and "wait" in (case.query or {}):
             case.query = {**case.query, "wait": 0}  # a long-poll would only make the run slower
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {seeded[who]}"}
+        BEARER["now"] = seeded[who]
         response = case.call()
         CASES.append(f"{case.method} {case.path}")
         case.validate_response(response)
@@ -51,4 +73,4 @@ def test_cases_were_generated():
     operations = {f"{op.method.upper()} {op.path}" for op in (r.ok() for r in schema.get_all_operations())  # type: ignore[union-attr]
                   }
     print(f"\nschemathesis: {len(CASES)} calls over {len(operations)} operations")
-    assert set(CASES) == operations, operations - set(CASES)
+    assert operations <= set(CASES), operations - set(CASES)  # (it also tries methods the API does not have)
