@@ -114,7 +114,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "AUTHENTICATION_WHITELIST": ["wizard.api.auth.BearerTokenAuthentication"],  # the session is for /api/docs/ only
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "wizard.api.schema.add_error_responses"],
-    "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "wizard.models.Run.Status", "StepStatusEnum": "wizard.models.Step.Status"},
+    "ENUM_NAME_OVERRIDES": {"RunStatusEnum": "wizard.models.Run.Status", "StepStatusEnum": "wizard.models.Step.Status",
+                            "ServerRoleEnum": "wizard.models.Server.Role", "UserRoleEnum": "wizard.roles.ROLES",
+                            "RunKindEnum": "wizard.models.Run.Kind", "NoticeKindEnum": "wizard.models.Notice.Kind",
+                            "TargetKindEnum": "wizard.models.NotificationTarget.Kind"},
 }
 AUTHENTICATION_BACKENDS = ["wizard.auth_backends.AddressLimitBackend", "axes.backends.AxesStandaloneBackend",
                            "django.contrib.auth.backends.ModelBackend"]

@@ -19,3 +19,5 @@ urlpatterns = [
     path("favicon.ico", login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
     path("", include("wizard.urls")),
 ]
+
+handler400 = "wizard.api.views.bad_request"

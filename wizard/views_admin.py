@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import PasswordChangeForm
 from django.core.paginator import Paginator
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 
@@ -18,7 +19,7 @@ from .forms import AuditFilterForm, UserCreateForm
 from .roles import ROLES, Role, require_role, role_of
 
 EXPORT_FIELDS = ["id", "ts", "actor_name", "request_id", "source_ip", "action", "object_type", "object_id",
-                 "object_repr", "cluster_name", "before", "after", "link", "prev_hash", "hash"]
+                 "object_repr", "cluster_name", "before", "after", "link", "prev_hash", "hash", "token_id"]
 
 
 @require_role(Role.VIEWER)
@@ -27,9 +28,9 @@ def audit_list(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     entries = selectors.audit_entries(form.cleaned_data if form.is_valid() else {})
     fmt = request.GET.get("format")
     if fmt == "csv":
-        return _export_csv(entries)
+        return export_csv(entries)
     if fmt == "json":
-        return _export_json(entries)
+        return export_json(entries)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -53,7 +54,7 @@ def spreadsheet_safe(value: Any) -> Any:
     return value
 
 
-def _export_csv(entries: Any) -> StreamingHttpResponse:
+def export_csv(entries: Any) -> StreamingHttpResponse:
     writer = csv.writer(_Echo())
 
     def lines() -> Any:
@@ -67,11 +68,11 @@ def _export_csv(entries: Any) -> StreamingHttpResponse:
     return response
 
 
-def _export_json(entries: Any) -> StreamingHttpResponse:
+def export_json(entries: Any) -> StreamingHttpResponse:
     def chunks() -> Any:
         yield "["
         for i, row in enumerate(_rows(entries)):
-            yield ("," if i else "") + json.dumps(row, default=str)
+            yield ("," if i else "") + json.dumps(row, cls=DjangoJSONEncoder)  # times in ISO 8601
         yield "]"
 
     response = StreamingHttpResponse(chunks(), content_type="application/json")

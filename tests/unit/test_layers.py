@@ -16,7 +16,7 @@ MAX_FUNCTION_LINES = 60
 LAYERS = [
     ("web", ["wizard.views", "wizard.views_admin", "wizard.views_health", "wizard.views_live", "wizard.views_notify",
              "wizard.urls", "wizard.api",
-             "wizard.forms",
+             "wizard.forms", "wizard.documents",
              "wizard.context", "wizard.middleware", "wizard.templatetags", "wizard.management", "carpweb.urls"]),
     ("tasks", ["wizard.tasks"]),
     ("live", ["wizard.live"]),

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from tests.helpers import make_cluster
 from wizard import crypto
-from wizard.models import ApiToken, AuditEntry, Run, Server
+from wizard.models import ApiToken, AuditEntry, Cluster, Run, Server
 from wizard.services import tokens
 
 pytestmark = pytest.mark.django_db
@@ -180,19 +181,126 @@ OPEN_ROUTES = {"api-health", "api-schema", "api-docs"}
 
 def test_every_api_route_asks_for_a_token(client):
     """Anonymous callers get 401 (with WWW-Authenticate) on every API route but health and the schema; a viewer
-    reads every list."""
+    reads every list but the operators' (notices, targets) and the admins' (users)."""
     from django.urls import get_resolver, reverse
 
     names = {k for k in get_resolver().reverse_dict if isinstance(k, str) and k.startswith("api-")}
-    args: dict[str, list[object]] = {"api-cluster-detail": [1], "api-cluster-runs": [1], "api-run-detail": [1],
-                                     "api-token-detail": ["ab"]}
-    assert names - OPEN_ROUTES - set(args) == {"api-cluster-list", "api-run-list", "api-token-list"}
+    writes = {"api-cluster-runs"}
     for name in names - OPEN_ROUTES:
-        url = reverse(name, args=args.get(name, []))
-        res = client.post(url) if name == "api-cluster-runs" else client.get(url)
+        args = ["ab"] if name == "api-token-detail" else [1] if name.endswith(("-detail", "-runs", "-keys")) else []
+        url = reverse(name, args=args)
+        res = client.post(url) if name in writes else client.get(url)
         assert res.status_code == 401 and res["WWW-Authenticate"].startswith("Bearer"), name
     for name in OPEN_ROUTES:
         assert client.get(reverse(name)).status_code in (200, 503), name
     text = token_for(person("vi", "viewer"))
-    for name in ("api-cluster-list", "api-run-list", "api-token-list"):
-        assert client.get(reverse(name), headers=bearer(text)).status_code == 200, name
+    lists = {n for n in names if n.endswith("-list")}
+    assert len(lists) == 8, lists
+    for name in lists:
+        expected = 403 if name in ("api-user-list", "api-notification-target-list", "api-notice-list") else 200
+        assert client.get(reverse(name), headers=bearer(text)).status_code == expected, name
+
+
+DOCUMENT: dict[str, Any] = {"name": "api-web", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1", "interface": "em0",
+            "servers": [{"name": f"server-{i}", "address": f"192.0.2.1{i}", "ssh_host": "127.0.0.1",
+                         "ssh_port": 22000 + i, "ssh_key": KEY, "preferred_master": i == 1} for i in (1, 2)],
+            "service_ips": [{"interface": "em0", "vhid": 10, "addresses": ["192.0.2.100/32"],
+                             "password": "ApiCarpPass1"}]}
+
+
+def test_a_cluster_document_creates_replaces_and_deletes_with_if_match(client):
+    text = token_for(person("adm", "admin"))
+    bad = client.post("/api/v1/clusters/", {**DOCUMENT, "subnet": "192.0.2.5/24"}, content_type="application/json",
+                      headers=bearer(text))
+    assert bad.status_code == 400
+    assert bad.json()["subnet"] == ["192.0.2.5/24 is an address, not a network: did you mean 192.0.2.0/24?"]
+    rows = [{**DOCUMENT["service_ips"][0]}, {"interface": "em0", "vhid": 10, "addresses": ["2001:db8::100"]}]
+    bad = client.post("/api/v1/clusters/", {**DOCUMENT, "service_ips": rows}, content_type="application/json",
+                      headers=bearer(text)).json()
+    assert bad["service_ips"][0] == {} and "needs its prefix length" in " ".join(bad["service_ips"][1]["addresses"])
+    assert not client.get("/api/v1/clusters/", headers=bearer(text)).json()["results"]  # nothing half-saved
+
+    created = client.post("/api/v1/clusters/", DOCUMENT, content_type="application/json", headers=bearer(text))
+    assert created.status_code == 201, created.content
+    body, tag = created.json(), created["ETag"]
+    assert [s["name"] for s in body["servers"]] == ["server-1", "server-2"] and body["service_ips"][0]["vhid"] == 10
+    assert "BEGIN OPENSSH" not in created.content.decode() and "ApiCarpPass1" not in created.content.decode()
+    url = f"/api/v1/clusters/{body['id']}/"
+    assert client.get(url, headers=bearer(text))["ETag"] == tag
+    again = client.post("/api/v1/clusters/", DOCUMENT, content_type="application/json", headers=bearer(text))
+    assert again.status_code == 400 and "name" in again.json()
+
+    changed = {**DOCUMENT, "master_advskew": 20, "servers": [{**s, "ssh_key": ""} for s in DOCUMENT["servers"]],
+               "service_ips": [{**DOCUMENT["service_ips"][0], "password": ""}]}
+    put = client.put(url, changed, content_type="application/json", headers={**bearer(text), "If-Match": tag})
+    assert put.status_code == 200, put.content
+    assert put.json()["master_advskew"] == 20 and put["ETag"] != tag
+    cluster = Cluster.objects.get(pk=body["id"])
+    assert crypto.decrypt(cluster.service_ips.get().password_enc) == "ApiCarpPass1"  # empty keeps the secret
+    assert crypto.decrypt(cluster.servers.get(name="server-1").secret_enc) == KEY
+    stale = client.put(url, changed, content_type="application/json", headers={**bearer(text), "If-Match": tag})
+    assert stale.status_code == 412 and "changed since you read it" in stale.json()["detail"]
+    assert client.delete(url, headers={**bearer(text), "If-Match": tag}).status_code == 412
+    assert client.delete(url, headers={**bearer(text), "If-Match": put["ETag"]}).status_code == 204
+    assert not Cluster.objects.filter(pk=body["id"]).exists()
+    assert set(AuditEntry.objects.filter(action__startswith="cluster.").values_list("action", flat=True)) >= {
+        "cluster.create", "cluster.update", "cluster.delete"}
+    assert set(AuditEntry.objects.filter(action__startswith="cluster.").values_list("token_id", flat=True)) == {
+        text.split("_")[1]}
+
+
+def test_only_an_admin_writes_clusters(client):
+    for role in ("viewer", "operator"):
+        res = client.post("/api/v1/clusters/", DOCUMENT, content_type="application/json",
+                          headers=bearer(token_for(person(f"p-{role}", role))))
+        assert res.status_code == 403 and "admin role" in res.json()["detail"]
+
+
+def test_audit_notices_events_targets_and_users(client):
+    admin = person("boss", "admin")
+    text = token_for(admin)
+    cluster = ready_cluster()
+    # notification targets: the page's sentences, the header's value write-only
+    bad = client.post("/api/v1/notification-targets/", {"address": "ftp://x.example.org/"},
+                      content_type="application/json", headers=bearer(text))
+    assert bad.status_code == 400 and bad.json()["address"][0].startswith("Only http:// and https:// webhook URLs")
+    made = client.post("/api/v1/notification-targets/", {"address": "oncall@example.org", "cluster": cluster.pk,
+                                                         "header_name": "", "header_value": ""},
+                       content_type="application/json", headers=bearer(text))
+    assert made.status_code == 201 and made.json()["address"] == "oncall@example.org"
+    hook = client.post("/api/v1/notification-targets/", {"address": "https://hooks.example.org/T0/secretpath1234",
+                                                         "header_name": "X-Token", "header_value": "hdr-s3cret"},
+                       content_type="application/json", headers=bearer(text))
+    assert hook.status_code == 201, hook.content
+    listing = client.get("/api/v1/notification-targets/", headers=bearer(text)).content.decode()
+    assert "hdr-s3cret" not in listing and "secretpath" not in listing and "oncall@example.org" in listing
+    assert client.delete(f"/api/v1/notification-targets/{made.json()['id']}/", headers=bearer(text)).status_code \
+        == 204
+    # the audit log, filtered as the page, and exported as the page exports it
+    entries = client.get("/api/v1/audit/?action=notify.", headers=bearer(text)).json()["results"]
+    assert [e["action"] for e in entries] == ["notify.delete", "notify.add", "notify.add"]
+    assert all(e["token_id"] == text.split("_")[1] for e in entries)
+    csv_text = b"".join(client.get("/api/v1/audit/export/?as=csv&action=notify.", headers=bearer(text))
+                        .streaming_content).decode()
+    assert csv_text.splitlines()[0].startswith("id,ts,actor_name") and len(csv_text.splitlines()) == 4
+    assert "hdr-s3cret" not in csv_text
+    bad_date = client.get("/api/v1/audit/?since=yesterday", headers=bearer(text))
+    assert bad_date.status_code == 400 and "since" in bad_date.json()
+    # events and notices
+    assert client.get(f"/api/v1/events/?cluster={cluster.pk}", headers=bearer(text)).json()["results"] == []
+    assert client.get("/api/v1/notices/", headers=bearer(text)).status_code == 200
+    # users: admins only, the page's rules
+    viewer_text = token_for(person("vv", "viewer"))
+    assert client.get("/api/v1/users/", headers=bearer(viewer_text)).status_code == 403
+    short = client.post("/api/v1/users/", {"username": "newbie", "password": "short", "role": "operator"},
+                        content_type="application/json", headers=bearer(text))
+    assert short.status_code == 400 and "password" in short.json()
+    new = client.post("/api/v1/users/", {"username": "newbie", "password": "long-enough-pw-1", "role": "operator"},
+                      content_type="application/json", headers=bearer(text))
+    assert new.status_code == 201 and new.json()["role"] == "operator" and "password" not in new.json()
+    changed = client.patch(f"/api/v1/users/{new.json()['id']}/", {"role": "viewer"}, content_type="application/json",
+                           headers=bearer(text))
+    assert changed.status_code == 200 and changed.json()["role"] == "viewer"
+    last = client.patch(f"/api/v1/users/{admin.pk}/", {"active": False}, content_type="application/json",
+                        headers=bearer(text))
+    assert last.status_code == 400 and "admin" in last.json()["detail"]

@@ -52,7 +52,7 @@ def seeded(db):
 
 @pytest.mark.django_db(transaction=True)
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_keeps_its_contract(case, seeded):
     for who in ("viewer", "admin"):
         if case.method == "GET" and "wait" in (case.query or {}):

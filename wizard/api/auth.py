@@ -48,7 +48,7 @@ def token_of(request: Request) -> ApiToken | None:
 
 class HasRole(permissions.BasePermission):
     """The view's `read_role` for safe methods (viewer by default), its `write_role` for the others (operator by
-    default); a read-only token only reads."""
+    default), or `action_roles[action]` where it names one; a read-only token only reads."""
 
     message = "Your role does not allow this."
 
@@ -59,6 +59,7 @@ class HasRole(permissions.BasePermission):
             self.message = "This token is read-only."
             return False
         needed = getattr(view, "read_role", Role.VIEWER) if safe else getattr(view, "write_role", Role.OPERATOR)
+        needed = getattr(view, "action_roles", {}).get(getattr(view, "action", None), needed)
         if not has_role(request.user, needed):
             self.message = f"This needs the {needed} role."
             return False

@@ -13,19 +13,21 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, pagination, serializers, status, viewsets
+from rest_framework import exceptions, mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import selectors, services
+from ..documents import DocumentInvalid, cluster_document_save
 from ..execution.waits import until
 from ..health import health_check
 from ..models import ApiToken, Cluster, Run
 from ..roles import Role, has_role
 from ..services import tokens
 from .serializers import (
+    ClusterDocumentSerializer,
     ClusterFilterSerializer,
     ClusterSerializer,
     RunCreateSerializer,
@@ -85,17 +87,86 @@ def health(request: Request) -> Response:
 
 def filters[T: serializers.Serializer[Any]](request: Request, kind: type[T]) -> dict[str, Any]:
     """The query's filters, validated (a wrong one is a field-keyed 400)."""
-    given = kind(data=request.query_params)
+    given = kind(data=request.query_params.dict())  # a plain dict: an empty value is judged, not dropped
     given.is_valid(raise_exception=True)
     return dict(given.validated_data)
 
 
+def etag(cluster: Cluster) -> str:
+    return f'"{cluster.version}"'
+
+
+def if_match(request: Request, cluster: Cluster) -> int | None:
+    """The version an If-Match header names (None without one); 412 when it is not the current one."""
+    given = request.headers.get("If-Match", "").strip()
+    if not given or given == "*":
+        return None
+    wanted = given.removeprefix("W/").strip('"')
+    if not wanted.isdigit() or int(wanted) != cluster.version:
+        raise PreconditionFailed(f"{cluster.name} changed since you read it (its ETag is now {etag(cluster)}): "
+                                 "read it again, then make your change.")
+    return int(wanted)
+
+
+class PreconditionFailed(exceptions.APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "The object changed since you read it."
+
+
+def saved(cluster: Cluster, code: int) -> Response:
+    cluster = selectors.cluster_inventory().get(pk=cluster.pk)
+    return Response(ClusterSerializer(cluster).data, status=code, headers={"ETag": etag(cluster)})
+
+
+IF_MATCH = OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, required=False,
+                            description="the ETag of your last read: a stale one gets 412")
+
+
 @extend_schema_view(list=extend_schema(parameters=[ClusterFilterSerializer]))
 class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
-    """The inventory: clusters with their nodes and service IPs."""
+    """The inventory: clusters with their nodes and service IPs. Writes take the whole cluster document (the
+    shape cluster_import reads) and are judged by the wizard's forms; ETag/If-Match guard against lost updates."""
 
     serializer_class = ClusterSerializer
     lookup_value_regex = r"\d+"
+    action_roles = {"create": Role.ADMIN, "update": Role.ADMIN, "destroy": Role.ADMIN}
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        cluster = self.get_object()
+        return Response(self.get_serializer(cluster).data, headers={"ETag": etag(cluster)})
+
+    def _save(self, request: Request, cluster: Cluster | None) -> Response:
+        shape = ClusterDocumentSerializer(data=request.data)
+        shape.is_valid(raise_exception=True)
+        expected = if_match(request, cluster) if cluster else None
+        try:
+            saved_cluster = cluster_document_save(request.data, cluster=cluster, expected_version=expected)
+        except DocumentInvalid as e:
+            raise exceptions.ValidationError(e.errors) from None
+        except services.ConcurrentEdit as e:
+            raise PreconditionFailed(str(e)) from None
+        except services.ServiceError as e:
+            return refused(e)
+        return saved(saved_cluster, status.HTTP_201_CREATED if cluster is None else status.HTTP_200_OK)
+
+    @extend_schema(request=ClusterDocumentSerializer, responses={201: ClusterSerializer})
+    def create(self, request: Request) -> Response:
+        """Create a cluster from its document (servers and service IPs included)."""
+        return self._save(request, None)
+
+    @extend_schema(request=ClusterDocumentSerializer, responses={200: ClusterSerializer, 412: OpenApiTypes.OBJECT},
+                   parameters=[IF_MATCH])
+    def update(self, request: Request, pk: str | None = None) -> Response:
+        """Replace a cluster's settings, servers and service IPs (empty secrets keep the stored ones)."""
+        return self._save(request, get_object_or_404(Cluster, pk=pk))
+
+    @extend_schema(responses={204: None, 412: OpenApiTypes.OBJECT}, parameters=[IF_MATCH])
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        """Delete the cluster from carpweb (nothing on the nodes changes: run Remove first for that)."""
+        cluster = get_object_or_404(Cluster, pk=pk)
+        if_match(request, cluster)
+        services.cluster_delete(cluster=cluster)
+        return Response(status=status.HTTP_204_NO_CONTENT)
     pagination_class = ById
 
     def get_queryset(self) -> QuerySet[Cluster]:
@@ -199,3 +270,13 @@ class TokenViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.Gen
 def not_found(request: Request, rest: str = "") -> Response:
     """Any other path under /api/: a JSON 404, not the pages' HTML one."""
     return Response({"detail": "No such API path."}, status=status.HTTP_404_NOT_FOUND)
+
+
+def bad_request(request: Any, exception: Exception) -> Any:
+    """Django's 400 (a bad Host header, a broken request) in JSON under /api/, the default page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import bad_request as page
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return page(request, exception)
