@@ -43,7 +43,8 @@ def content(entry: AuditEntry) -> str:
         "source_ip": entry.source_ip or "", "action": entry.action, "object_type": entry.object_type,
         "object_id": entry.object_id, "object_repr": entry.object_repr, "cluster_id": entry.cluster_id,
         "cluster": entry.cluster_name, "before": entry.before, "after": entry.after, "link": entry.link,
-        "prev": entry.prev_hash, **({"token": entry.token_id} if entry.token_id else {})},
+        # token_id since migration 0019 (older migrations pass their historical model, which lacks it)
+        "prev": entry.prev_hash, **({"token": token} if (token := getattr(entry, "token_id", "")) else {})},
         sort_keys=True, separators=(",", ":"), default=str)
 
 

@@ -496,3 +496,13 @@ class UserCreateForm(forms.Form):
         if get_user_model().objects.filter(username=name).exists():
             raise ValidationError("That user exists already.")
         return name
+
+
+class TokenCreateForm(forms.Form):
+    """A new API token of one's own (wizard.services.tokens)."""
+
+    name = forms.CharField(max_length=100, required=False, label="What it is for",
+                           widget=forms.TextInput(attrs={"placeholder": "ci-pipeline"}))
+    read_only = forms.BooleanField(required=False, label="Read-only (it may only read, whatever your role)")
+    expires_days = forms.IntegerField(required=False, min_value=1, max_value=3650, label="Expires after (days)",
+                                      help_text="Empty: never. It can be revoked at any time.")

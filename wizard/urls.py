@@ -14,6 +14,7 @@ urlpatterns = [
     path("audit/verify/", views_admin.audit_verify, name="audit-verify"),
     path("users/", views_admin.user_list, name="user-list"),
     path("account/password/", views_admin.password_change, name="password-change"),
+    path("account/tokens/", views_admin.token_list, name="token-list"),
     path("clusters/<int:pk>/wizard/cluster/", views.wizard_cluster, name="wizard-cluster"),
     path("clusters/<int:pk>/wizard/servers/", views.wizard_servers, name="wizard-servers"),
     path("clusters/<int:pk>/wizard/interface/", views.wizard_interface, name="wizard-interface"),

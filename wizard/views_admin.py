@@ -15,8 +15,10 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 
 from . import audit, selectors, services
-from .forms import AuditFilterForm, UserCreateForm
+from .forms import AuditFilterForm, TokenCreateForm, UserCreateForm
+from .models import ApiToken
 from .roles import ROLES, Role, require_role, role_of
+from .services import tokens
 
 EXPORT_FIELDS = ["id", "ts", "actor_name", "request_id", "source_ip", "action", "object_type", "object_id",
                  "object_repr", "cluster_name", "before", "after", "link", "prev_hash", "hash", "token_id"]
@@ -89,6 +91,33 @@ def password_change(request: HttpRequest) -> HttpResponse:
         return redirect("cluster-list")
     return render(request, "wizard/password_change.html",
                   {"form": form, "forced": services.must_change_password(request.user)})
+
+
+@require_role(Role.VIEWER)
+def token_list(request: HttpRequest) -> HttpResponse:
+    """One's own API tokens: made here (shown once, on this answer only), listed with their last use, revoked."""
+    form = TokenCreateForm(request.POST if request.POST.get("action") == "create" else None)
+    shown = ""
+    if request.method == "POST" and request.POST.get("action") == "revoke":
+        try:
+            token = tokens.token_revoke(key_id=str(request.POST.get("key_id", "")), actor=request.user)
+        except services.ServiceError as e:
+            messages.error(request, str(e))
+        else:
+            messages.success(request, f"Token {token.key_id} is revoked: its next request gets 401.")
+        return redirect("token-list")
+    if form.is_bound and form.is_valid():
+        try:
+            _, shown = tokens.token_create(user=request.user, name=form.cleaned_data["name"],
+                                           read_only=form.cleaned_data["read_only"],
+                                           expires_days=form.cleaned_data["expires_days"], actor=request.user)
+        except services.ServiceError as e:
+            messages.error(request, str(e))
+        form = TokenCreateForm()
+    response = render(request, "wizard/token_list.html", {
+        "form": form, "shown": shown, "tokens": ApiToken.objects.filter(user_id=request.user.pk or 0)})
+    response["Cache-Control"] = "no-store"  # the page that shows a new token once is never kept by a cache
+    return response
 
 
 @require_role(Role.VIEWER)

@@ -4,6 +4,7 @@ polling fallback (`?format=fragments`) that returns the same changes for pages w
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
@@ -14,7 +15,15 @@ from .live.events import Event, last_revision, resume_point
 from .roles import Role, has_role
 
 
+def _watcher(request: HttpRequest) -> str:
+    return streams.watcher(request.session.session_key or "", request.headers.get("Authorization", ""))
+
+
 async def _viewer(request: HttpRequest) -> None:
+    if request.headers.get("Authorization"):  # an API token, checked as the stream app checks it
+        if not await sync_to_async(streams.may_watch)(_watcher(request)):
+            raise PermissionDenied("The token is unknown, revoked or expired, or its user is not a viewer.")
+        return
     user = await request.auser()
     if not await sync_to_async(has_role)(user, Role.VIEWER):
         raise PermissionDenied("This needs the viewer role.")
@@ -45,7 +54,7 @@ async def _answer(request: HttpRequest, kind: str, pk: int | None) -> HttpRespon
         return await _fragments(topic.feed, after)
     # Under carpweb/asgi.py event streams never get here (its stream app serves them without a thread each);
     # a server that routes everything to Django still streams, a thread per stream.
-    session_key = request.session.session_key or ""
+    session_key = _watcher(request)
 
     async def still_allowed() -> bool:
         return bool(await sync_to_async(streams.may_watch)(session_key))
@@ -57,15 +66,18 @@ async def _answer(request: HttpRequest, kind: str, pk: int | None) -> HttpRespon
 
 
 @require_GET
+@login_not_required  # a stream answers 403 itself; an API token has no session to log in with
 async def run_events(request: HttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
     return await _answer(request, "run", pk)
 
 
 @require_GET
+@login_not_required  # a stream answers 403 itself; an API token has no session to log in with
 async def cluster_events(request: HttpRequest, pk: int) -> HttpResponse | StreamingHttpResponse:
     return await _answer(request, "cluster", pk)
 
 
 @require_GET
+@login_not_required  # a stream answers 403 itself; an API token has no session to log in with
 async def inventory_events(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     return await _answer(request, "inventory", None)

@@ -304,3 +304,23 @@ def test_audit_notices_events_targets_and_users(client):
     last = client.patch(f"/api/v1/users/{admin.pk}/", {"active": False}, content_type="application/json",
                         headers=bearer(text))
     assert last.status_code == 400 and "admin" in last.json()["detail"]
+
+
+def test_the_tokens_page_shows_a_new_token_once_and_revokes(client):
+    user = person("page-user", "operator")
+    client.force_login(user)
+    page = client.post("/account/tokens/", {"action": "create", "name": "ci", "expires_days": "7"})
+    body = page.content.decode()
+    assert page.status_code == 200 and page["Cache-Control"] == "no-store"
+    text = body.split('<pre><code>')[1].split("</code>")[0]
+    assert text.startswith("carpweb_") and "your role" in body
+    again = client.get("/account/tokens/").content.decode()
+    assert text not in again and text.split("_")[1] in again  # listed by id, never shown again
+    client.logout()
+    assert client.get("/api/v1/clusters/", headers=bearer(text)).status_code == 200
+    client.force_login(user)
+    client.post("/account/tokens/", {"action": "revoke", "key_id": text.split("_")[1]})
+    client.logout()
+    assert client.get("/api/v1/clusters/", headers=bearer(text)).status_code == 401
+    bad = client.post("/account/tokens/", {"action": "create", "expires_days": "0"}, follow=True)
+    assert bad.status_code == 200  # logged out: the login page, not a 500

@@ -51,10 +51,11 @@ def test_a_rotated_key_still_verifies_older_entries(settings):
 def test_the_migration_verifies_the_old_chain_and_reseals_it_noting_the_result(capsys):
     executor = MigrationExecutor(connection)
     executor.migrate([("wizard", "0012_accounts")])
+    old_entry = executor.loader.project_state(("wizard", "0012_accounts")).apps.get_model("wizard", "AuditEntry")
     # Entries as the old code wrote them: a plain SHA-256 chain, one of them edited afterwards.
     prev = ""
     for i in range(3):
-        entry = AuditEntry(ts=audit.timezone.now(), actor_name="old", action="old.event", after={"n": i},
+        entry = old_entry(ts=audit.timezone.now(), actor_name="old", action="old.event", after={"n": i},
                            prev_hash=prev)
         entry.hash = prev = hashlib.sha256(audit.content(entry).encode()).hexdigest()
         entry.save()

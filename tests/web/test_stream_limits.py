@@ -32,12 +32,13 @@ def _session(name: str, role: str = "viewer") -> tuple[User, str]:
 class Stream:
     """One GET of a cluster's event stream, as a browser would open it."""
 
-    def __init__(self, cluster_id: int, session_key: str) -> None:
+    def __init__(self, cluster_id: int, session_key: str, token: str = "") -> None:
         self.sent: list[MutableMapping[str, Any]] = []
         self.gone = asyncio.Event()
+        credential = (b"authorization", f"Bearer {token}".encode()) if token else \
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode())
         scope = {"type": "http", "method": "GET", "path": f"/clusters/{cluster_id}/events/", "query_string": b"",
-                 "headers": [(b"host", b"127.0.0.1"), (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}"
-                                                                  .encode())]}
+                 "headers": [(b"host", b"127.0.0.1"), credential]}
         self.task = asyncio.create_task(asgi.serve(scope, self._receive, self._send))
 
     async def _receive(self) -> MutableMapping[str, Any]:
@@ -164,3 +165,27 @@ def test_the_catch_up_of_a_newcomer_does_not_hold_the_hub(cluster):
     asyncio.run(scenario())
     hub.HUB.__init__()  # type: ignore[misc]
     assert seen_locked and seen_locked[0] is False
+
+
+def test_an_api_token_follows_a_stream_until_it_is_revoked(cluster, monkeypatch):
+    """The API's bearer token opens the same event stream as the page; revoking it ends the stream at the next
+    keepalive, and a bad token gets 403 at once."""
+    from wizard.services import tokens
+
+    monkeypatch.setattr(streams, "KEEPALIVE_SECONDS", 0.3)
+    viewer, _ = _session("tina")
+    token, text = tokens.token_create(user=viewer, read_only=True)
+
+    async def scenario() -> None:
+        refused = Stream(cluster.pk, "", token=text[:-1] + ("0" if text[-1] != "0" else "1"))
+        await refused.task
+        assert refused.status == 403
+        stream = Stream(cluster.pk, "", token=text)
+        await _until(lambda: stream.status == 200)
+        await asyncio.sleep(0.5)
+        assert not stream.task.done() and "event:" in stream.body
+        await asyncio.to_thread(tokens.token_revoke, key_id=token.key_id)
+        await asyncio.wait_for(stream.task, 5)
+
+    asyncio.run(scenario())
+    hub.HUB.__init__()  # type: ignore[misc]

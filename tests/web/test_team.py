@@ -21,6 +21,7 @@ pytestmark = pytest.mark.django_db
 ANON, VIEWER, OPERATOR, ADMIN = "anonymous", "viewer", "operator", "admin"
 HEALTHY_OR_NOT = (200, 503)
 READ = {ANON: 302, VIEWER: 200, OPERATOR: 200, ADMIN: 200}
+STREAM = {ANON: 403, VIEWER: 200, OPERATOR: 200, ADMIN: 200}
 ADMIN_PAGE = {ANON: 302, VIEWER: 403, OPERATOR: 403, ADMIN: 200}
 ADMIN_ACTION = {ANON: 302, VIEWER: 403, OPERATOR: 403, ADMIN: 302}
 OPERATOR_ACTION = {ANON: 302, VIEWER: 403, OPERATOR: 302, ADMIN: 302}
@@ -43,13 +44,15 @@ MATRIX: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
     + [("post", {"kind": k}, ADMIN_ACTION) for k in ("setup", "prepare", "configure", "remove")],
     "check-all": [("post", {}, OPERATOR_ACTION)],
     "run-detail": [("get", None, READ)],
-    "run-events": [("get", {"format": "fragments"}, READ)],
-    "cluster-events": [("get", {"format": "fragments"}, READ)],
-    "inventory-events": [("get", {"format": "fragments"}, READ)],
+    # Streams answer for themselves (a session or an API token): 403, not a redirect to the login page.
+    "run-events": [("get", {"format": "fragments"}, STREAM)],
+    "cluster-events": [("get", {"format": "fragments"}, STREAM)],
+    "inventory-events": [("get", {"format": "fragments"}, STREAM)],
     "audit-list": [("get", None, READ)],
     "audit-verify": [("get", None, READ)],
     "user-list": [("get", None, ADMIN_PAGE)],
     "password-change": [("get", None, READ)],
+    "token-list": [("get", None, READ)],
     "worker-banner": [("get", None, READ)],
     "notification-list": [("get", None, {ANON: 302, VIEWER: 403, OPERATOR: 200, ADMIN: 200}),
                           # an operator sees the page; adding is refused with a message; an admin's empty form: 200

@@ -128,7 +128,7 @@ class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
     shape cluster_import reads) and are judged by the wizard's forms; ETag/If-Match guard against lost updates."""
 
     serializer_class = ClusterSerializer
-    lookup_value_regex = r"\d+"
+    queryset = Cluster.objects.all()  # the schema's id type; reads go through get_queryset
     action_roles = {"create": Role.ADMIN, "update": Role.ADMIN, "destroy": Role.ADMIN}
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -197,7 +197,7 @@ class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
 class RunViewSet(viewsets.ReadOnlyModelViewSet[Run]):
     """Runs, newest first; one run with its step rows, optionally waiting for it to end."""
 
-    lookup_value_regex = r"\d+"
+    queryset = Run.objects.all()  # the schema's id type; reads go through get_queryset
     pagination_class = NewestFirst
 
     def get_queryset(self) -> QuerySet[Run]:

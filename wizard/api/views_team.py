@@ -68,8 +68,8 @@ class CarpEventViewSet(viewsets.ReadOnlyModelViewSet[CarpEvent]):
     """CARP transitions as the nodes logged them (manage.py carp_events), oldest first."""
 
     serializer_class = s.CarpEventSerializer
+    queryset = CarpEvent.objects.all()  # the schema's id type; reads go through get_queryset
     pagination_class = ById
-    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[CarpEvent]:
         qs = CarpEvent.objects.all()
@@ -88,9 +88,9 @@ class NoticeViewSet(viewsets.ReadOnlyModelViewSet[Notice]):
     """Notices (one per cluster event) and how each delivery went, newest first."""
 
     serializer_class = s.NoticeSerializer
+    queryset = Notice.objects.all()  # the schema's id type; reads go through get_queryset
     pagination_class = NewestFirst
     read_role = Role.OPERATOR  # as the Notifications page
-    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[Notice]:
         qs = Notice.objects.select_related("cluster").prefetch_related("deliveries__target")
@@ -113,8 +113,8 @@ class AuditViewSet(viewsets.ReadOnlyModelViewSet[AuditEntry]):
     """The audit log with the page's filters, newest first; `export/?as=csv|json` streams all of it, as the page."""
 
     serializer_class = s.AuditEntrySerializer
+    queryset = AuditEntry.objects.all()  # the schema's id type; reads go through get_queryset
     pagination_class = NewestFirst
-    lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[AuditEntry]:
         if self.action != "list":
@@ -142,7 +142,6 @@ class NotificationTargetViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, 
     pagination_class = ById
     read_role = Role.OPERATOR
     write_role = Role.ADMIN
-    lookup_value_regex = r"\d+"
 
     @extend_schema(request=s.NotificationTargetCreateSerializer, responses={201: s.NotificationTargetSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -166,7 +165,6 @@ class UserViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.Retriev
     queryset = get_user_model().objects.order_by("username").prefetch_related("groups")
     pagination_class = ById
     read_role = write_role = Role.ADMIN
-    lookup_value_regex = r"\d+"
 
     @extend_schema(request=s.UserCreateSerializer, responses={201: s.UserSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

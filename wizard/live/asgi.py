@@ -21,7 +21,7 @@ from django.http.request import split_domain_port, validate_host
 
 from .db import in_thread
 from .events import resume_point
-from .streams import ADMISSION, TooManyStreams, events, may_watch, parse_ids, topic_for
+from .streams import ADMISSION, TooManyStreams, events, may_watch, parse_ids, topic_for, watcher
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -73,9 +73,9 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         await _plain(send, 400, "Bad Request (the Host header is not one of ALLOWED_HOSTS)")
         return
     cookie = SimpleCookie(headers.get("cookie", "")).get(settings.SESSION_COOKIE_NAME)
-    session_key = cookie.value if cookie else ""
+    session_key = watcher(cookie.value if cookie else "", headers.get("authorization", ""))
     if not await in_thread(may_watch)(session_key):
-        await _plain(send, 403, "Log in as a viewer (or more) to follow this page live.")
+        await _plain(send, 403, "Log in as a viewer (or more), or send an API token, to follow this page live.")
         return
     try:
         with ADMISSION.admit(session_key):

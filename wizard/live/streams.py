@@ -17,6 +17,7 @@ from django.contrib import auth
 
 from ..models import Cluster, Run
 from ..roles import Role, has_role
+from ..services import tokens
 from . import feeds
 from .events import KEEPALIVE, Event, frames, hello
 from .hub import HUB
@@ -69,10 +70,24 @@ class Topic:
     ended: bool = False  # a finished run the page has seen to its end: the stream only says so
 
 
+TOKEN = "token "  # noqa: S105 - the prefix of a watcher that is an API token, not a secret
+
+
+def watcher(session_key: str, authorization: str) -> str:
+    """Who follows a stream: an API token (`Authorization: Bearer carpweb_...`) when one is sent, else the
+    session; what `may_watch` and the admission caps take."""
+    scheme, _, raw = authorization.partition(" ")
+    return TOKEN + raw.strip() if scheme.lower() == "bearer" and raw.strip() else session_key
+
+
 def may_watch(session_key: str | None) -> bool:
-    """Whether the session's user is a viewer (or more), with Django's own session and auth code."""
+    """Whether the watcher (a session, or an API token: see `watcher`) is a viewer (or more), with Django's own
+    session and auth code, or the API's token check (a revoked or expired token ends the stream)."""
     if not session_key:
         return False
+    if session_key.startswith(TOKEN):
+        token = tokens.token_authenticate(session_key[len(TOKEN):])
+        return token is not None and has_role(token.user, Role.VIEWER)
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     user = auth.get_user(SimpleNamespace(session=session))  # type: ignore[arg-type]
     return has_role(user, Role.VIEWER)
