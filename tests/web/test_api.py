@@ -152,6 +152,9 @@ def test_errors_are_field_keyed_and_refusals_are_sentences(client):
     res = client.post(f"/api/v1/clusters/{cluster.pk}/runs/", {"kind": "maintenance-on", "target": "nobody"},
                       content_type="application/json", headers=bearer(text))
     assert res.status_code == 400 and "Name the CARP node" in res.json()["detail"]
+    res = client.post(f"/api/v1/clusters/{cluster.pk}/runs/", {"kind": "handover", "to": "server-2"},
+                      content_type="application/json", headers=bearer(text))
+    assert res.status_code == 201 and res.json()["target"] == "server-2", res.content
     assert client.get("/api/v1/clusters/99999/", headers=bearer(text)).status_code == 404
     assert client.post("/api/v1/clusters/99999/runs/", {"kind": "check"}, content_type="application/json",
                        headers=bearer(text)).status_code == 404

@@ -139,6 +139,8 @@ class RunCreateSerializer(JsonBody):
     kind = serializers.ChoiceField(choices=Run.Kind.choices)
     target = serializers.CharField(required=False, allow_blank=True, max_length=63, default="",
                                    help_text="the node of maintenance-on/off; the new master of a handover")
+    to = serializers.CharField(required=False, allow_blank=True, max_length=63, default="",
+                               help_text="the same as target, for a handover (as carp_run's --to)")
     confirm = StrictBoolean(required=False, default=False,
                                        help_text="maintenance of the last node not in maintenance")
     service_ip = serializers.IntegerField(required=False, allow_null=True, default=None,

@@ -186,7 +186,8 @@ class ClusterViewSet(viewsets.ReadOnlyModelViewSet[Cluster]):
         given.is_valid(raise_exception=True)
         try:
             run = services.run_start(cluster=cluster, kind=given.validated_data["kind"], user=request.user,
-                                     target=given.validated_data["target"], confirm=given.validated_data["confirm"],
+                                     target=given.validated_data["target"] or given.validated_data["to"],
+                                     confirm=given.validated_data["confirm"],
                                      service_ip=given.validated_data["service_ip"])
         except services.ServiceError as e:
             return refused(e)
