@@ -330,7 +330,7 @@ class UserSerializer(serializers.Serializer[Any]):
     username = serializers.CharField(read_only=True)
     role = serializers.SerializerMethodField()
     is_active = StrictBoolean(read_only=True)
-    last_login = serializers.DateTimeField(read_only=True)
+    last_login = serializers.DateTimeField(read_only=True, allow_null=True)
 
     def get_role(self, obj: Any) -> str | None:
         from ..roles import role_of

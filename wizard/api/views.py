@@ -10,11 +10,11 @@ import threading
 from typing import Any
 
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, pagination, serializers, status, viewsets
 from rest_framework.decorators import action, api_view, authentication_classes, permission_classes
+from rest_framework.generics import get_object_or_404  # a bad id is a 404, not a ValueError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
