@@ -42,12 +42,12 @@ class DocumentInvalid(Exception):
         return out
 
 
-def _form_errors(form: Any) -> dict[str, list[str]]:
+def form_errors(form: Any) -> dict[str, list[str]]:
     return {field: [str(m) for m in msgs] for field, msgs in form.errors.items()}
 
 
 def _rows_invalid(formset: Any, key: str) -> Errors:
-    errors: Errors = {key: [_form_errors(f) for f in formset.forms]}
+    errors: Errors = {key: [form_errors(f) for f in formset.forms]}
     if formset.non_form_errors():
         errors["non_field_errors"] = [str(e) for e in formset.non_form_errors()]
     return errors
@@ -92,11 +92,11 @@ def _cluster(data: dict[str, Any], cluster: Cluster | None, expected_version: in
                         "master_advskew": data.get("master_advskew", 0),
                         "configure_service_ip": data.get("configure_service_ip", True)}, instance=cluster,
                        first_service_ip=False)
-    errors = _form_errors(form) if not form.is_valid() else {}
+    errors = form_errors(form) if not form.is_valid() else {}
     if data.get("interface"):
         iform = InterfaceForm({"interface": data["interface"]})
         if not iform.is_valid():
-            errors.update(_form_errors(iform))
+            errors.update(form_errors(iform))
     if errors:
         raise DocumentInvalid(errors)
     try:

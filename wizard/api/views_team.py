@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import selectors, services
+from ..documents import form_errors
 from ..forms import NotificationTargetForm, UserCreateForm
 from ..models import AuditEntry, CarpEvent, Cluster, Notice, NotificationTarget
 from ..roles import Role
@@ -28,7 +29,7 @@ from .views import ById, NewestFirst, filters, refused
 def form_or_400(form: Any) -> dict[str, Any]:
     """A page's form, judged: its cleaned data, or a field-keyed 400 with the page's sentences."""
     if not form.is_valid():
-        raise exceptions.ValidationError({f: [str(m) for m in msgs] for f, msgs in form.errors.items()})
+        raise exceptions.ValidationError(form_errors(form))
     return dict(form.cleaned_data)
 
 
