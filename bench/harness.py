@@ -79,6 +79,17 @@ class Carpweb:
                     raise RuntimeError("the web did not start: " + log) from None
                 time.sleep(0.2)
 
+    def stop_process(self, proc: subprocess.Popen[bytes]) -> None:
+        """Stop one of the processes started for it (a worker to be started again cold)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        self.procs.remove(proc)
+
     def stop(self) -> None:
         for proc in self.procs:
             with contextlib.suppress(ProcessLookupError):

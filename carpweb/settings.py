@@ -255,6 +255,11 @@ CARPWEB_SSH_CONNECT_TIMEOUT = float(os.environ.get("CARPWEB_SSH_CONNECT_TIMEOUT"
 CARPWEB_SSH_COMMAND_TIMEOUT = float(os.environ.get("CARPWEB_SSH_COMMAND_TIMEOUT", "30"))
 # SSH connections one worker process holds at once, over all the runs it carries (each run takes one per server).
 CARPWEB_SSH_MAX_CONNECTIONS = int(os.environ.get("CARPWEB_SSH_MAX_CONNECTIONS", "128"))
+# Warm connections (wizard/sshpool.py): a worker keeps each connection it opened for later runs, closing it after
+# CARPWEB_SSH_IDLE_SECONDS unused (0: no pool, every run opens and closes its own). At most CARPWEB_SSH_MAX_SESSIONS
+# commands at once on one connection (OpenSSH's MaxSessions is 10 by default).
+CARPWEB_SSH_IDLE_SECONDS = float(os.environ.get("CARPWEB_SSH_IDLE_SECONDS", "120"))
+CARPWEB_SSH_MAX_SESSIONS = int(os.environ.get("CARPWEB_SSH_MAX_SESSIONS", "8"))
 CARPWEB_RUN_TIMEOUT = float(os.environ.get("CARPWEB_RUN_TIMEOUT", "900"))
 # The runner enforces CARPWEB_RUN_TIMEOUT itself (the thread pool cannot enforce a Celery time limit; with a
 # prefork worker, wizard.tasks.run_execute's hard limit is a backstop).

@@ -35,6 +35,7 @@ class Lab(Protocol):
     def _enter(self, info: dict[str, Any]) -> list[str]: ...
     def _start_relay(self, spec: HostSpec) -> int: ...
     def restart_sshd(self, spec: HostSpec, info: dict[str, Any]) -> None: ...
+    def end_sessions(self, host: str) -> None: ...
     def exec(self, host: str, argv: list[str], timeout: float = 60, check: bool = False,
              input: str | None = None) -> subprocess.CompletedProcess[str]: ...
 
@@ -50,6 +51,7 @@ def apply(lab: Lab, host: str, kind: str, *args: str) -> None:
     elif kind == "link-up":
         lab.exec(host, ["carplab", "link", "up"], check=True)
     elif kind == "sshd-stop":
+        lab.end_sessions(host)
         kill_group(info["relay"])
         kill_group(info["sshd"])
         sh("pkill", "-9", "-f", "EXEC:" + os.path.join(hd, "relay.sh"), check=False)
@@ -57,6 +59,7 @@ def apply(lab: Lab, host: str, kind: str, *args: str) -> None:
     elif kind == "sshd-start":
         _restore_sshd(lab, spec, info)
     elif kind == "sshd-hang":
+        lab.end_sessions(host)  # a server whose sshd hangs holds no working connection either
         kill_group(info["sshd"])
         hang = subprocess.Popen(
             [*lab._enter(info), "socat", "TCP-LISTEN:22,bind=%s,reuseaddr,fork" % spec.address,
@@ -72,6 +75,7 @@ def apply(lab: Lab, host: str, kind: str, *args: str) -> None:
         os.unlink(key)
         os.unlink(key + ".pub")
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@" + host, "-f", key)
+        lab.end_sessions(host)  # a new host key means a reinstalled server: its old connections are gone
         lab.restart_sshd(spec, lab._info(host))
     elif kind == "netem":
         if len(args) != 2:

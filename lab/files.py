@@ -284,11 +284,13 @@ exec sleep infinity
     _write(os.path.join(hd, "relay.sh"), f"""\
 #!/bin/sh
 # One SSH connection: enter the lab at the gateway and reach the host's sshd across the switch.
+# -t 0.05: stdin and stdout are one socket (the listening socat's EXEC), so a connection the host closes reaches
+# the client only when this socat exits, -t after the close (0.5 s by default); on a real network it is at once.
 if [ -f {hd}/run/netem ]; then
   exec nsenter --net=/run/netns/{gw_ns} {_python()} -IS {lab.dir}/emu/freebsd/delayrelay.py \
     {spec.address} 22 $(cat {hd}/run/netem)
 fi
-exec nsenter --net=/run/netns/{gw_ns} socat STDIO TCP:{spec.address}:22,nodelay
+exec nsenter --net=/run/netns/{gw_ns} socat -t 0.05 STDIO TCP:{spec.address}:22,nodelay
 """, 0o755)
 
 

@@ -383,8 +383,9 @@ class Lab:
         with open(os.path.join(self.hostdir(host), "commands.log"), "w"):
             pass
 
-    def reboot(self, host: str) -> None:
-        """Runtime state is lost; loader.conf, sysctl.conf and rc.conf are applied again, as at boot."""
+    def end_sessions(self, host: str) -> None:
+        """End every SSH connection to the host (its per-connection sshd processes), as a reboot or a reinstall
+        does; the listening sshd stays."""
         info = self._info(host)
         for pid in sh("ip", "netns", "pids", self.ns(host), check=False).stdout.split():
             try:
@@ -392,8 +393,12 @@ class Lab:
                     comm = f.read().strip()
             except OSError:  # it ended meanwhile (a command that finished)
                 continue
-            if comm == "sshd" and int(pid) != info["sshd"]:
+            if comm in ("sshd", "sshd-session") and int(pid) != info.get("sshd"):
                 kill_group(int(pid))
+
+    def reboot(self, host: str) -> None:
+        """Runtime state is lost; loader.conf, sysctl.conf and rc.conf are applied again, as at boot."""
+        self.end_sessions(host)
         self.exec(host, ["carplab", "halt"], check=True)
         self.exec(host, ["carplab", "boot"], check=True)
 
@@ -416,6 +421,7 @@ class Lab:
                                        shells=tuple((shells or {}).items()))
         files.write_identity(self.layout, spec)
         files.write_accounts(self.layout, spec)
+        self.end_sessions(host)  # a reinstalled host keeps no connection (a warm one would keep the old shell)
 
     # -- faults ---------------------------------------------------------------------------------
     def fault(self, host: str, kind: str, *args: str) -> None:

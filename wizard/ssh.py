@@ -13,7 +13,7 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import paramiko
 
@@ -102,6 +102,8 @@ def _drain(chan: paramiko.Channel, deadline: float, on_line: Callable[[str], Non
                 err += data
         elif chan.exit_status_ready() and chan.eof_received:
             break
+        elif chan.closed:  # closed under us (the connection broke, or a stopped run closed it)
+            raise EOFError("the channel was closed")
         else:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -217,25 +219,49 @@ class Connection:
             raise SSHError("unreachable", f"{ep.name}: {ep.host}:{ep.port} accepted the connection but did not "
                            f"complete an SSH handshake within {connect_timeout:g} s ({e or type(e).__name__}). "
                            "sshd may be hung or overloaded: check it on the server's console.") from None
+        self.ep = replace(ep, secret="")  # a warm connection keeps no credential in memory
 
-    def wrap(self, command: str) -> str:
-        """Run as root under sh, whatever the login shell (csh on FreeBSD < 14): `sh -c`, behind sudo -n or
-        doas -n (never a prompt) unless the login is root's."""
-        return exec_request(self.ep.name, command, self.ep.privilege)
-
-    def run(self, command: str, stdin: str | None = None, timeout: float | None = None,
-            on_line: Callable[[str], None] | None = None) -> CommandResult:
-        """Run one command; `on_line` gets each stdout line as it arrives. The whole command, output included,
-        must end within `timeout` (default: the connection's command timeout)."""
-        limit = timeout or self.command_timeout
-        started = time.monotonic()
+    def _session(self, name: str, timeout: float) -> paramiko.Channel:
+        """A new session channel; SSHError kind "stale" when the connection turns out dead (nothing was sent:
+        a pooled connection is replaced and the command sent on the new one)."""
         try:
             transport = self.client.get_transport()
             if transport is None or not transport.is_active():
                 raise EOFError("the connection is closed")
-            chan = transport.open_session(timeout=limit)
+            return transport.open_session(timeout=timeout)
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise SSHError("stale", f"{name}: the SSH connection broke ({e or type(e).__name__}). Run again when "
+                           "the server is reachable; every step is safe to repeat.") from None
+
+    def is_open(self) -> bool:
+        """Whether the connection still stands as far as this side knows (no round trip): a server that closed
+        it, or rebooted, is seen at once; a silent one needs `alive`."""
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
+    def alive(self, timeout: float) -> bool:
+        """A keepalive: the server still answers on this connection (a session channel opened and closed)."""
+        try:
+            self._session(self.ep.name, timeout).close()
+        except SSHError:
+            return False
+        return True
+
+    def run(self, command: str, stdin: str | None = None, timeout: float | None = None,
+            on_line: Callable[[str], None] | None = None, name: str | None = None) -> CommandResult:
+        """Run one command; `on_line` gets each stdout line as it arrives. The whole command, output included,
+        must end within `timeout` (default: the connection's command timeout). It runs as root under sh,
+        whatever the login shell (csh on FreeBSD < 14): `sh -c`, behind sudo -n or doas -n (never a prompt)
+        unless the login is root's (exec_request). `name` is the server's name in
+        messages (a pooled connection may serve servers of several clusters)."""
+        name = name or self.ep.name
+        limit = timeout or self.command_timeout
+        started = time.monotonic()
+        request = exec_request(name, command, self.ep.privilege)
+        chan = self._session(name, limit)
+        try:
             try:
-                chan.exec_command(self.wrap(command))
+                chan.exec_command(request)
                 if stdin is not None:
                     chan.sendall(stdin.encode())
                 chan.shutdown_write()
@@ -244,38 +270,38 @@ class Connection:
             finally:
                 chan.close()
         except TimeoutError:
-            raise SSHError("timeout", f"{self.ep.name}: a command did not finish within {limit:g} s. The server "
+            raise SSHError("timeout", f"{name}: a command did not finish within {limit:g} s. The server "
                            "may be overloaded or the network lossy; run again, or raise "
                            "CARPWEB_SSH_COMMAND_TIMEOUT.") from None
         except OutputTooLarge:
-            raise SSHError("output", f"{self.ep.name}: a command sent more than {MAX_OUTPUT // 2**20} MiB of "
+            raise SSHError("output", f"{name}: a command sent more than {MAX_OUTPUT // 2**20} MiB of "
                            "output, where carpweb's reads print a few KB; carpweb stopped reading it. Check what "
                            "runs on the server (a replaced command, a login script that prints).") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
-            raise SSHError("unreachable", f"{self.ep.name}: the SSH connection broke ({e or type(e).__name__}). "
+            raise SSHError("unreachable", f"{name}: the SSH connection broke ({e or type(e).__name__}). "
                            "Run again when the server is reachable; every step is safe to repeat.") from None
         return CommandResult(code, out.decode(errors="replace"), err.decode(errors="replace"),
                              time.monotonic() - started)
 
-    def follow(self, command: str, on_line: Callable[[str], None], idle_timeout: float) -> None:
+    def follow(self, command: str, on_line: Callable[[str], None], idle_timeout: float,
+               name: str | None = None) -> None:
         """Run a command that does not end (it follows a log) and hand each line to `on_line`; raise SSHError
         when no output came for `idle_timeout` seconds (the command prints heartbeats) or the link breaks."""
+        name = name or self.ep.name
+        request = exec_request(name, command, self.ep.privilege)
+        chan = self._session(name, self.command_timeout)
         try:
-            transport = self.client.get_transport()
-            if transport is None or not transport.is_active():
-                raise EOFError("the connection is closed")
-            chan = transport.open_session(timeout=self.command_timeout)
             try:
-                chan.exec_command(self.wrap(command))
+                chan.exec_command(request)
                 chan.shutdown_write()
                 _drain(chan, time.monotonic() + idle_timeout, on_line, idle=idle_timeout, keep=False)
             finally:
                 chan.close()
         except TimeoutError:
-            raise SSHError("timeout", f"{self.ep.name}: nothing heard for {idle_timeout:g} s; the link or the "
+            raise SSHError("timeout", f"{name}: nothing heard for {idle_timeout:g} s; the link or the "
                            "server is down.") from None
         except (paramiko.SSHException, EOFError, OSError) as e:
-            raise SSHError("unreachable", f"{self.ep.name}: the SSH connection broke ({e or type(e).__name__}).") \
+            raise SSHError("unreachable", f"{name}: the SSH connection broke ({e or type(e).__name__}).") \
                 from None
 
     def close(self) -> None:

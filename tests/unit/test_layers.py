@@ -23,7 +23,7 @@ LAYERS = [
     ("services", ["wizard.services", "wizard.selectors", "wizard.health", "wizard.timeline", "wizard.metrics"]),
     ("execution", ["wizard.execution"]),
     ("plan", ["wizard.plan", "wizard.roles"]),
-    ("transport", ["wizard.ssh"]),
+    ("transport", ["wizard.ssh", "wizard.sshpool"]),
     ("domain", ["wizard.carp"]),
     ("data", ["wizard.audit", "wizard.revisions", "wizard.models", "wizard.crypto", "wizard.signals", "wizard.apps",
               "wizard.validation", "wizard.migrations", "wizard"]),

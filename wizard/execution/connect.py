@@ -7,14 +7,14 @@ from typing import Protocol
 
 from django.conf import settings
 
-from .. import crypto
+from .. import crypto, sshpool
 from ..carp.facts import CommandResult
 from ..models import Server
 from ..ssh import Connection, Endpoint
 
 
 class Transport(Protocol):
-    """What execution needs of a connection (wizard.ssh.Connection; tests pass a fake)."""
+    """What execution needs of a connection (wizard.ssh.Connection, a pooled sshpool.Lease; tests pass a fake)."""
 
     def run(self, command: str, stdin: str | None = None, timeout: float | None = None,
             on_line: Callable[[str], None] | None = None) -> CommandResult: ...
@@ -32,7 +32,17 @@ def endpoint_for(server: Server) -> Endpoint:
                     crypto.decrypt(server.secret_enc), server.privilege, server.host_key)
 
 
+def open_connection(ep: Endpoint) -> Connection:
+    return Connection(ep, settings.CARPWEB_SSH_CONNECT_TIMEOUT, settings.CARPWEB_SSH_COMMAND_TIMEOUT)
+
+
 def ssh_connect(server: Server) -> Transport:
-    """Open the real SSH connection (pinned host key, timeouts from settings); raises wizard.ssh.SSHError."""
-    return Connection(endpoint_for(server), settings.CARPWEB_SSH_CONNECT_TIMEOUT,
-                      settings.CARPWEB_SSH_COMMAND_TIMEOUT)
+    """A new SSH connection of its own (pinned host key, timeouts from settings), closed by its user: for the
+    collector's long follows and one-off reads. Raises wizard.ssh.SSHError."""
+    return open_connection(endpoint_for(server))
+
+
+def ssh_lease(server: Server) -> Transport:
+    """A run's connection: a warm one from this process's pool when one was opened with the same endpoint,
+    credential and pin (wizard.sshpool), else a new one kept for later runs. Raises wizard.ssh.SSHError."""
+    return sshpool.shared(open_connection).lease(endpoint_for(server))

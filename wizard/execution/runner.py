@@ -1,5 +1,6 @@
 """A run end to end: claim it, plan its rows, run every server's steps in parallel (one SSH connection each),
-then the cluster operations; stop it at CARPWEB_RUN_TIMEOUT. What a finished run changes elsewhere (cluster
+then the cluster operations; stop it at CARPWEB_RUN_TIMEOUT. Connections are leased from the worker's pool
+(wizard.sshpool) and given back at the end. What a finished run changes elsewhere (cluster
 flags, the audit log, drift) is services.runs' business; what a step means is the carp layer's.
 """
 
@@ -18,7 +19,7 @@ from ..models import Run, Step
 from ..plan import ClusterOp, run_plan, targets
 from ..ssh import SSHError
 from . import cluster_ops, drill, handover
-from .connect import Connector, ssh_connect
+from .connect import Connector, ssh_lease
 from .context import RunContext
 from .node import connect, execute_stage
 from .reaper import heartbeat
@@ -133,7 +134,7 @@ def _execute(ctx: RunContext) -> tuple[bool, str]:
         timed_out = not wait([body], timeout=settings.CARPWEB_RUN_TIMEOUT).done
         if timed_out:
             ctx.stop.set()
-        _close_sessions(ctx)
+        _close_sessions(ctx, aborted=timed_out)
         wait([body], timeout=STOP_GRACE)  # the stopped parts record how they ended
     finally:
         body_pool.shutdown(wait=False)
@@ -144,9 +145,12 @@ def _execute(ctx: RunContext) -> tuple[bool, str]:
     return timed_out, f"{type(failure).__name__}: {failure}"
 
 
-def _close_sessions(ctx: RunContext) -> None:
+def _close_sessions(ctx: RunContext, aborted: bool) -> None:
     for session in list(ctx.sessions.values()):
-        session.close()  # also ends any command still waiting on a server
+        if aborted:
+            session.abort()  # also ends any command still waiting on a server
+        else:
+            session.close()  # a warm connection goes back to the pool
 
 
 def _finish(ctx: RunContext, timed_out: bool, error: str = "") -> None:
@@ -176,7 +180,7 @@ def _finish(ctx: RunContext, timed_out: bool, error: str = "") -> None:
     run.refresh_from_db()
 
 
-def run_execute(run_id: int, connector: Connector = ssh_connect) -> Run | None:
+def run_execute(run_id: int, connector: Connector = ssh_lease) -> Run | None:
     """Execute a pending run; None when another worker claimed it first. Safe to run again after an
     interruption: every step is idempotent."""
     if not claim(run_id):

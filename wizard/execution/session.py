@@ -55,3 +55,9 @@ class Session:
 
     def close(self) -> None:
         self.transport.close()
+
+    def abort(self) -> None:
+        """The run was stopped: a pooled connection is not handed to another run but closed, which ends a
+        command still waiting on the server (a transport without `abort` is simply closed)."""
+        abort = getattr(self.transport, "abort", None)
+        (abort or self.transport.close)()

@@ -11,7 +11,7 @@ from carpweb.celery import app
 
 from .. import audit, revisions
 from ..execution import reaper, runner
-from ..execution.connect import Connector, ssh_connect
+from ..execution.connect import Connector, ssh_lease
 from ..models import Cluster, Run, Server, ServiceIP
 from ..plan import PLANS, plan_for
 from ..roles import Role, has_role
@@ -97,7 +97,7 @@ def _update_cluster_flags(run: Run) -> None:
             ServiceIP.objects.filter(cluster_id=run.cluster_id).update(configured=False, state="")
 
 
-def run_execute(*, run_id: int, connector: Connector = ssh_connect) -> Run:
+def run_execute(*, run_id: int, connector: Connector = ssh_lease) -> Run:
     """The Celery task's work: execute the run, then record what it changed. A run another worker claimed
     first is left alone (a duplicated or redelivered message)."""
     run = Run.objects.select_related("cluster").get(pk=run_id)
