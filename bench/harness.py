@@ -54,7 +54,11 @@ class Carpweb:
         return proc
 
     def worker(self, *extra: str) -> subprocess.Popen[bytes]:
-        proc = self.spawn("worker", str(BIN / "celery"), "-A", "carpweb", "worker", "-l", "info", *extra)
+        return self.worker_with(str(BIN / "celery"), "-A", "carpweb", "worker", "-l", "info", *extra)
+
+    def worker_with(self, *argv: str) -> subprocess.Popen[bytes]:
+        """A Celery worker started by `argv` (a profiler's wrapper, say), once it says it is ready."""
+        proc = self.spawn("worker", *argv)
         deadline = time.monotonic() + 60
         while b" ready." not in (self.data / "worker.log").read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -174,7 +178,8 @@ def process_stats(pid: int) -> dict[str, float]:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return {"cpu_s": (int(fields[11]) + int(fields[12])) / ticks, "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+    return {"cpu_s": (int(fields[11]) + int(fields[12])) / ticks, "sys_s": int(fields[12]) / ticks,
+            "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
             "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024, "threads": int(status["Threads"])}
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import BIN, ROOT, SUBNET, carpweb, lab, make_clusters, process_stats, report
+from yappi_worker import CLEAR, DUMP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet import machine_cpu_s, wait_runs  # noqa: E402
@@ -48,11 +49,11 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def cpu_of(pids: list[int]) -> float:
+def cpu_of(pids: list[int], field: str = "cpu_s") -> float:
     total = 0.0
     for pid in pids:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += process_stats(pid)["cpu_s"]
+            total += process_stats(pid)[field]
     return total
 
 
@@ -70,26 +71,36 @@ def pids_with(text: str) -> list[int]:
 
 
 class Measure:
-    """Wall time, machine CPU, and the CPU of the side's processes (listed by `pids`, plus waited children)."""
+    """Wall time, machine CPU, and the CPU of the side's own processes: those `pids` lists, plus, with `children`,
+    the processes this bench started and waited for (the peers' ssh clients and ansible). carpweb's side is its
+    worker; the `carp_run` command that starts the runs and waits for them is reported apart (`cli_cpu_s`)."""
 
-    def __init__(self, pids: object) -> None:
-        self.pids = pids
+    def __init__(self, pids: object, children: bool) -> None:
+        self.pids, self.children = pids, children
 
     def __enter__(self) -> Measure:
         self.t0, self.m0, self.c0 = time.monotonic(), machine_cpu_s(), children_cpu_s()
         self.p0 = {pid: cpu_of([pid]) for pid in self.pids()}  # type: ignore[operator]
+        self.s0 = {pid: cpu_of([pid], "sys_s") for pid in self.pids()}  # type: ignore[operator]
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.monotonic() - self.t0
         self.machine = machine_cpu_s() - self.m0
-        own = children_cpu_s() - self.c0
+        self.waited = children_cpu_s() - self.c0
+        own = self.waited if self.children else 0.0
+        self.own_sys = 0.0  # of the listed processes: in the kernel (syscalls, thread switches)
         for pid in self.pids():  # type: ignore[operator]
             own += cpu_of([pid]) - self.p0.get(pid, 0.0)
+            self.own_sys += cpu_of([pid], "sys_s") - self.s0.get(pid, 0.0)
         self.own = own
 
     def row(self) -> dict[str, float]:
-        return {"wall_s": round(self.wall, 2), "machine_cpu_s": round(self.machine, 2), "own_cpu_s": round(self.own, 2)}
+        row = {"wall_s": round(self.wall, 2), "machine_cpu_s": round(self.machine, 2), "own_cpu_s": round(self.own, 2),
+               "own_sys_cpu_s": round(self.own_sys, 2)}
+        if not self.children:
+            row["cli_cpu_s"] = round(self.waited, 2)
+        return row
 
 
 def exec_requests(clusters: list[Any]) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -192,6 +203,13 @@ def _ini(value: str) -> str:
     return repr(value)
 
 
+def worker_connections(pid: int) -> int:
+    """The worker's established TCP connections to the lab's SSH ports (its warm connections)."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", "( dport >= :23000 and dport < :24000 )"],
+                         capture_output=True, text=True, check=True).stdout
+    return sum(f"pid={pid}," in line for line in out.splitlines())
+
+
 def carp_run_all(site: object) -> None:
     res = subprocess.run([str(BIN / "python"), "manage.py", "carp_run", "--all", "check", "--wait"], cwd=ROOT,
                          env=site.env, capture_output=True, text=True)  # type: ignore[attr-defined]
@@ -199,8 +217,10 @@ def carp_run_all(site: object) -> None:
         raise RuntimeError(f"carp_run --all check: exit {res.returncode}: {res.stdout[-800:]}{res.stderr[-800:]}")
 
 
-def runs_span(since: float) -> float:
-    """From the first Check's start to the last one's end (the runs only, without the command's own start-up)."""
+def runs_span(since: float) -> dict[str, float]:
+    """Where a `carp_run --all check --wait` spent its time: from the command's start to its first run's row
+    (Python and Django starting), the rows of all runs written (fleet_start), and from the first Check's start to
+    the last one's end (the runs)."""
     import datetime
 
     from django.db.models import Max, Min
@@ -208,8 +228,11 @@ def runs_span(since: float) -> float:
     from wizard.models import Run
 
     after = datetime.datetime.fromtimestamp(since, tz=datetime.UTC)
-    span = Run.objects.filter(kind=Run.Kind.CHECK, created__gte=after).aggregate(a=Min("started"), b=Max("finished"))
-    return (span["b"] - span["a"]).total_seconds()
+    span = Run.objects.filter(kind=Run.Kind.CHECK, created__gte=after).aggregate(
+        c0=Min("created"), c1=Max("created"), a=Min("started"), b=Max("finished"))
+    return {"startup_s": round(span["c0"].timestamp() - since, 2),
+            "fleet_start_s": round((span["c1"] - span["c0"]).total_seconds(), 2),
+            "runs_s": round((span["b"] - span["a"]).total_seconds(), 2)}
 
 
 def main() -> dict[str, object]:
@@ -217,6 +240,8 @@ def main() -> dict[str, object]:
     ap.add_argument("--clusters", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--profile", help="run the worker under yappi (slower: its figures are not the bench's) and "
+                    "write its functions by CPU during the last warm pass to PATH")
     args = ap.parse_args()
     if not (BIN / "ansible").exists():
         raise SystemExit("bench/peers.py needs ansible-core: .venv/bin/pip install -e '.[bench]'")
@@ -230,7 +255,10 @@ def main() -> dict[str, object]:
         make_clusters(world, servers)
         clusters = list(Cluster.objects.order_by("name"))
         worker_args = ("-n", "worker@%h", "-P", "threads", "-c", str(WORKER_THREADS))
-        worker = site.worker(*worker_args)
+        start_worker = (lambda: site.worker(*worker_args)) if not args.profile else (
+            lambda: site.worker_with(str(BIN / "python"), str(ROOT / "bench" / "yappi_worker.py"), args.profile,
+                                     "-A", "carpweb", "worker", "-l", "info", *worker_args))
+        worker = start_worker()
         wait_runs([services.run_start(cluster=c, kind=Run.Kind.SETUP).pk for c in clusters], limit=900)
         reads, pings, prober = exec_requests(clusters)
         peers = Peers(world, work)
@@ -239,29 +267,42 @@ def main() -> dict[str, object]:
         acp = str(work / "acp")
         rows: dict[str, list[dict[str, float]]] = {"carpweb_cold": [], "carpweb_warm": [], "floor": [],
                                                    "ansible": []}
-        spans: dict[str, list[float]] = {"carpweb_cold": [], "carpweb_warm": []}
+        spans: dict[str, list[dict[str, float]]] = {"carpweb_cold": [], "carpweb_warm": []}
+        held: dict[str, list[int]] = {"carpweb_cold": [], "carpweb_warm": []}  # the worker's SSH sockets after
+        idle_cpu: list[float] = []  # the worker's CPU seconds per second with nothing to do (broker polling, timers)
         for _ in range(args.rounds):
             site.stop_process(worker)
-            worker = site.worker(*worker_args)
+            worker = start_worker()
+            idle = cpu_of([worker.pid])
+            time.sleep(5)
+            idle_cpu.append(round((cpu_of([worker.pid]) - idle) / 5, 3))
             for kind in ("carpweb_cold", "carpweb_warm"):
                 since = time.time()
-                with Measure(lambda w=worker: [w.pid]) as m:
+                profiled = args.profile and kind == "carpweb_warm" and _ == args.rounds - 1
+                if profiled:
+                    worker.send_signal(CLEAR)  # from here
+                with Measure(lambda w=worker: [w.pid], children=False) as m:
                     carp_run_all(site)
+                if profiled:
+                    worker.send_signal(DUMP)
+                    time.sleep(3)
                 rows[kind].append(m.row())
-                spans[kind].append(round(runs_span(since), 2))
-            with Measure(lambda: pids_with(str(peers.cp))) as m:
+                spans[kind].append(runs_span(since))
+                held[kind].append(worker_connections(worker.pid))
+            with Measure(lambda: pids_with(str(peers.cp)), children=True) as m:
                 peers.floor(reads, pings, prober)
             rows["floor"].append(m.row())
             peers.ansible(inventory, "nodes", "true")  # warm: its ControlPersist masters (60 s) open now
-            with Measure(lambda: pids_with(acp)) as m:
+            with Measure(lambda: pids_with(acp), children=True) as m:
                 peers.ansible(inventory, "nodes", reads)
-                peers.ansible(inventory, "backups", "{{ ping_cmd }}")
+                peers.ansible(inventory, "backups", " {{ ping_cmd }}")  # a leading "{" would be read as JSON
             rows["ansible"].append(m.row())
         peers.masters_down()
         med = {k: {f: round(statistics.median(r[f] for r in v), 2) for f in v[0]} for k, v in rows.items()}
         result: dict[str, object] = {
             "clusters": args.clusters, "nodes": servers, "rounds": args.rounds, "worker": f"threads, {WORKER_THREADS}",
-            "rows": rows, "median": med, "runs_span_s": spans,
+            "rows": rows, "median": med, "runs_span_s": spans, "worker_idle_cpu_s_per_s": idle_cpu,
+            "worker_ssh_connections_after": held,
             "worker_ms_per_node": {k: round(1000 * med[k]["own_cpu_s"] / servers, 1)
                                    for k in ("carpweb_cold", "carpweb_warm")},
             "warm_vs_floor": round(med["carpweb_warm"]["wall_s"] / med["floor"]["wall_s"], 2),

@@ -65,6 +65,7 @@ def touch_run(run: Run | int, rev: int) -> None:
     """A run's header changed (status, summary); its cluster's page and inventory row show its latest run."""
     run_id = run if isinstance(run, int) else run.pk
     Run.objects.filter(pk=run_id).update(rev=rev)
-    cluster_id = Run.objects.filter(pk=run_id).values_list("cluster_id", flat=True).first()
+    cluster_id = Run.objects.filter(pk=run_id).values_list("cluster_id", flat=True).first() if isinstance(run, int) \
+        else run.cluster_id
     if cluster_id is not None:
         touch_cluster(cluster_id, rev)

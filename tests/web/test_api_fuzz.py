@@ -65,6 +65,11 @@ def test_the_api_keeps_its_contract(case, seeded):
         CASES.append(f"{case.method} {case.path}")
         # Not "positive data acceptance": the schema says "a string" where the wizard's forms want a CIDR, an
         # address or ten characters of password; those refusals are the forms' sentences, by design.
+        if case.path.endswith("/health/") and response.status_code == 503:
+            # Health says 503 when no worker answers (none runs in this test unless an earlier one left its own):
+            # the documented answer, not a server error.
+            assert response.json()["healthy"] is False
+            continue
         case.validate_response(response, excluded_checks=[positive_data_acceptance])
         assert response.status_code < 500
         for secret in seeded["secrets"]:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import deque
 
+from django.db import connection
 from django.utils import timezone
 
 from .. import revisions
@@ -16,6 +17,7 @@ MASK = "********"
 LIVE_LINES = 20  # lines of output a running step shows
 LIVE_EVERY = 0.1  # seconds between two writes of a running step's output
 MASKED_FIELDS = ("message", "command", "stdout_tail", "stderr_tail")
+SLOW = 0.3  # seconds a step runs before its row is written as running (most are over before)
 TAIL = 4000  # characters of a command's stdout and stderr a row keeps (the end: where the error usually is)
 
 
@@ -33,6 +35,9 @@ class Recorder:
         self.rows: dict[tuple[int | None, str], Step] = {}
         self._live: dict[int, tuple[deque[str], float]] = {}
         self._live_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._unwritten: dict[int, threading.Timer] = {}  # rows running, not yet written so (start)
+        self._writing: dict[int, threading.Event] = {}
 
     def plan(self, servers: list[Server], node_steps: list[tuple[str, str, str]],
              cluster_rows: list[tuple[str, str]]) -> None:
@@ -50,10 +55,12 @@ class Recorder:
         with revisions.change() as rev:
             for row in rows:
                 row.rev = rev
-            Step.objects.bulk_create(rows)
+            created = Step.objects.bulk_create(rows)
             Run.objects.filter(pk=self.run.pk).update(planned_rev=rev)
             revisions.touch_run(self.run, rev)
-        self.rows = {(r.server_id, r.name): r for r in self.run.steps.all()}
+        if any(r.pk is None for r in created):  # a database that cannot return the new ids reads them back
+            created = list(self.run.steps.all())
+        self.rows = {(r.server_id, r.name): r for r in created}
 
     def row(self, server: Server | None, name: str) -> Step:
         return self.rows[(server.pk if server else None, name)]
@@ -63,7 +70,7 @@ class Recorder:
             setattr(row, key, mask(value, self.secrets) if isinstance(value, str) and key in MASKED_FIELDS else value)
         with revisions.change() as rev:
             row.rev = rev
-            row.save(update_fields=[*fields, "rev"])
+            Step.objects.filter(pk=row.pk).update(rev=rev, **{key: getattr(row, key) for key in fields})
 
     def live(self, row: Step, line: str) -> None:
         """One more line of a running step's output; written at most every LIVE_EVERY seconds."""
@@ -77,14 +84,53 @@ class Recorder:
             self._live[row.pk] = (lines, now if due else last)
             text = "\n".join(lines)
         if due:
+            self._write_running(row)  # a row with output shows as running first
             self.save(row, live=text)
 
     def start(self, row: Step) -> None:
-        self.save(row, status=Step.Status.RUNNING, started=timezone.now())
+        """The row is running. Most steps are over within SLOW seconds (a warm connection, a read), so the row is
+        written as running only if it is still going then: a quick step goes from pending to its result in one
+        write instead of two. In this process's memory it is running at once."""
+        row.status, row.started = Step.Status.RUNNING, timezone.now()
+        timer = threading.Timer(SLOW, self._write_running, (row, True))
+        timer.daemon = True
+        with self._lock:
+            self._unwritten[row.pk] = timer
+        timer.start()
+
+    def _write_running(self, row: Step, in_timer: bool = False) -> None:
+        try:
+            with self._lock:
+                timer = self._unwritten.pop(row.pk, None)
+                if timer is None:
+                    return
+                writing = self._writing[row.pk] = threading.Event()
+            timer.cancel()
+            try:
+                self.save(row, status=Step.Status.RUNNING, started=row.started)
+            finally:
+                writing.set()
+                with self._lock:
+                    self._writing.pop(row.pk, None)
+        finally:
+            if in_timer:
+                connection.close()  # the timer's thread ends here
+
+    def _settle(self, row: Step) -> None:
+        """Before a row's result is written: its running write is cancelled, or waited for if under way."""
+        with self._lock:
+            timer = self._unwritten.pop(row.pk, None)
+            writing = self._writing.get(row.pk)
+        if timer is not None:
+            timer.cancel()
+        if writing is not None:
+            writing.wait()
 
     def finish(self, row: Step, status: str, message: str, transcript: list[str] | None = None,
                last: CommandResult | None = None) -> None:
-        fields: dict[str, object] = {"status": status, "message": message, "finished": timezone.now(), "live": ""}
+        self._settle(row)
+        fields: dict[str, object] = {"status": status, "message": message, "finished": timezone.now(), "live": "",
+                                     "started": row.started}
         if transcript:
             fields["command"] = "\n".join(transcript)
         if last is not None:
@@ -93,6 +139,7 @@ class Recorder:
         self.save(row, **fields)
 
     def skip(self, row: Step, why: str) -> None:
+        self._settle(row)
         self.save(row, status=Step.Status.SKIPPED, message=why)
 
     def skip_pending(self, server: Server | None, why: str) -> None:

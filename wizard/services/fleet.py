@@ -12,11 +12,12 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
 
+from ..execution import reaper
 from ..models import Cluster, Run
 from .clusters import cluster_readiness
 from .drift import SCHEDULER
 from .errors import ServiceError
-from .runs import run_start
+from .runs import run_start_ready
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def fleet_start(*, kind: str | None, user: Any = None, trigger: str = Run.Trigge
     if kind is not None and kind not in FLEET_KINDS:
         raise ServiceError(f"{kind} cannot run on every cluster at once; choose one of {', '.join(FLEET_KINDS)}")
     items = []
+    reaper.runs_reap()  # once for the whole fleet: a run whose worker died must not block its cluster
     for cluster in clusters_annotated():
         chosen, reason = applicable_kind(cluster, kind)
         problems = cluster_readiness(cluster=cluster) if chosen else []
@@ -67,7 +69,7 @@ def fleet_start(*, kind: str | None, user: Any = None, trigger: str = Run.Trigge
             items.append(FleetItem(cluster, reason=reason or NOT_READY + " ".join(problems)))
             continue
         try:
-            run = run_start(cluster=cluster, kind=chosen, user=user, trigger=trigger, actor_name=actor_name)
+            run = run_start_ready(cluster=cluster, kind=chosen, user=user, trigger=trigger, actor_name=actor_name)
         except ServiceError as e:
             items.append(FleetItem(cluster, busy=True, reason=str(e)))
             continue

@@ -47,9 +47,7 @@ def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = ""
     user the caller is the command line or the schedule, run by whoever operates carpweb's machines."""
     if kind not in PLANS:
         raise ServiceError(f"unknown run kind {kind!r}")
-    if user is not None and not has_role(user, PLANS[kind].role):
-        raise RoleRequired(f"{PLANS[kind].role.value.capitalize()} role needed: {kind} runs are for "
-                           f"{PLANS[kind].role.value}s{' and admins' if PLANS[kind].role != Role.ADMIN else ''}.")
+    _require_role(user, kind)
     node = _maintenance_node(cluster, kind, target, confirm)
     sip = None
     if service_ip is not None:
@@ -59,11 +57,35 @@ def run_start(*, cluster: Cluster, kind: str, user: Any = None, target: str = ""
     problems = cluster_readiness(cluster=cluster)
     if problems:
         raise ServiceError("Not ready to run: " + " ".join(problems))
+    return _create(cluster, kind, node, sip, user, trigger, actor_name, target, reap=True)
+
+
+def run_start_ready(*, cluster: Cluster, kind: str, user: Any = None, trigger: str = Run.Trigger.USER,
+                    actor_name: str = "") -> Run:
+    """run_start for a caller that has just checked the cluster's readiness and reaped dead runs itself, once for
+    many clusters (services.fleet): Check or Verify, no node and no single service IP."""
+    if kind not in (Run.Kind.CHECK, Run.Kind.VERIFY):
+        raise ServiceError(f"{kind} needs run_start")
+    _require_role(user, kind)
+    return _create(cluster, kind, None, None, user, trigger, actor_name, "", reap=False)
+
+
+def _require_role(user: Any, kind: str) -> None:
+    """A person must hold the role the kind needs, whatever calls (a page, the API, a script); without a user the
+    caller is the command line or the schedule, run by whoever operates carpweb's machines."""
+    if user is not None and not has_role(user, PLANS[kind].role):
+        raise RoleRequired(f"{PLANS[kind].role.value.capitalize()} role needed: {kind} runs are for "
+                           f"{PLANS[kind].role.value}s{' and admins' if PLANS[kind].role != Role.ADMIN else ''}.")
+
+
+def _create(cluster: Cluster, kind: str, node: Server | None, sip: ServiceIP | None, user: Any, trigger: str,
+            actor_name: str, target: str, reap: bool) -> Run:
     is_user = user is not None and user.is_authenticated
     with revisions.change() as rev:  # the revision first, then the row lock (one lock order everywhere)
         # The row lock serialises concurrent starts across web processes and machines.
         Cluster.objects.select_for_update().get(pk=cluster.pk)
-        reaper.runs_reap()  # a run whose worker died must not block the cluster forever
+        if reap:
+            reaper.runs_reap()  # a run whose worker died must not block the cluster forever
         busy = cluster.runs.filter(status__in=Run.ACTIVE).first()
         if busy:
             raise ServiceError(f"{busy} is still in progress on {cluster.name}; wait for it to finish.")
