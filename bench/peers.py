@@ -52,7 +52,7 @@ def children_cpu_s() -> float:
 def cpu_of(pids: list[int], field: str = "cpu_s") -> float:
     total = 0.0
     for pid in pids:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, KeyError):  # ended, or a zombie
             total += process_stats(pid)[field]
     return total
 

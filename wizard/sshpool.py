@@ -274,24 +274,26 @@ class Lease:
     def follow(self, command: str, on_line: Callable[[str], None], idle_timeout: float) -> None:
         self._channel(lambda c: c.follow(command, on_line, idle_timeout, name=self.ep.name))
 
-    def close(self) -> None:
-        """Give the connection back (it stays open for the next run unless the pool is off)."""
+    def _end(self) -> Entry | None:
+        """The lease's connection, the first time only (closing twice gives nothing back twice)."""
         with self._lock:
             if self.closed:
-                return
+                return None
             self.closed = True
-            entry = self.entry
-        self.pool._give_back(entry)
+            return self.entry
+
+    def close(self) -> None:
+        """Give the connection back (it stays open for the next run unless the pool is off)."""
+        entry = self._end()
+        if entry is not None:
+            self.pool._give_back(entry)
 
     def abort(self) -> None:
         """The run was stopped with a command maybe still waiting on the server: the connection is not given
         back to anyone else; closing it ends that command."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-            entry = self.entry
-        self.pool._drop(entry)
+        entry = self._end()
+        if entry is not None:
+            self.pool._drop(entry)
 
 
 _pool: Pool | None = None
