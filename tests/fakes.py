@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wizard.carp.facts import CommandResult, batch_output, batch_parts
+from wizard.carp.facts import CommandResult
 from wizard.models import Server
 from wizard.ssh import SSHError, exec_request
 
@@ -202,6 +202,27 @@ class FakeHost:
         lines = [v for v in self.rc_conf.values() if f"vhid {vhid} " in v]
         ok = bool(lines) and all(f" pass {password} " in v + " " for v in lines)
         return CommandResult(0 if ok else 1, "", "")
+
+
+# What a test host needs to answer carp.facts.batch_command as a shell would (the product only builds and reads
+# batches; these take one apart and print its output).
+_BATCH_PART = re.compile(r"printf '%s\\n' '(?P<b>[0-9a-f]+) (?P<i>\d+)'; printf '%s\\n' '(?P=b) (?P=i)' >&2; "
+                         r"\{ (?P<command>.*?) ; \} </dev/null; c=\$\?; ", re.S)
+
+
+def batch_parts(command: str) -> tuple[str, list[str]] | None:
+    """The boundary and the commands of a `batch_command`, or None for any other command ."""
+    parts = [m.groupdict() for m in _BATCH_PART.finditer(command)]
+    if not parts or [int(p["i"]) for p in parts] != list(range(len(parts))):
+        return None
+    return parts[0]["b"], [p["command"] for p in parts]
+
+
+def batch_output(boundary: str, results: list[CommandResult]) -> CommandResult:
+    """What the shell prints for `batch_command` when its commands give `results`."""
+    out = "".join(f"{boundary} {i}\n{r.stdout}\n{boundary} {i} end {r.code}\n" for i, r in enumerate(results))
+    err = "".join(f"{boundary} {i}\n{r.stderr}\n{boundary} {i} end\n" for i, r in enumerate(results))
+    return CommandResult(0, out, err)
 
 
 def answer_batch(command: str, answer: Callable[[str], CommandResult]) -> CommandResult | None:

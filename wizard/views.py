@@ -44,7 +44,7 @@ def check_all(request: HttpRequest) -> HttpResponse:
     started = sum(item.run is not None for item in items)
     busy = [item.cluster.name for item in items if item.busy]
     left = [item for item in items if item.run is None and not item.busy]
-    not_ready = [item.cluster.name for item in left if item.reason.startswith(services.NOT_READY)]
+    not_ready = [item.cluster.name for item in left if item.outcome == services.FleetOutcome.NOT_READY]
     text = f"Check started on {started} cluster(s)."
     if busy:
         text += f" Busy with another run, not checked: {_names(busy)}."

@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from wizard.carp.facts import CommandResult, batch_command, batch_output, batch_parts, batch_results
+from tests.fakes import batch_output, batch_parts
+from wizard.carp.facts import CommandResult, batch_command, batch_results
 from wizard.execution.session import Session
 
 BOUNDARY = "0f1e2d3c4b5a6978"

@@ -378,8 +378,6 @@ def read_all(facts: list[Fact[Any]], results: list[CommandResult]) -> list[Any]:
 
 # -- several reads in one command -------------------------------------------------------------------
 BOUNDARY = re.compile(r"^[0-9a-f]{16,64}$")
-_BATCH_PART = re.compile(r"printf '%s\\n' '(?P<b>[0-9a-f]+) (?P<i>\d+)'; printf '%s\\n' '(?P=b) (?P=i)' >&2; "
-                         r"\{ (?P<command>.*?) ; \} </dev/null; c=\$\?; ", re.S)
 
 
 def batch_command(commands: list[str], boundary: str) -> str:
@@ -394,14 +392,6 @@ def batch_command(commands: list[str], boundary: str) -> str:
         f"printf '%s\\n' '{boundary} {i}'; printf '%s\\n' '{boundary} {i}' >&2; {{ {command} ; }} </dev/null; "
         f"c=$?; printf '\\n%s %s\\n' '{boundary} {i} end' \"$c\"; printf '\\n%s\\n' '{boundary} {i} end' >&2"
         for i, command in enumerate(commands))
-
-
-def batch_parts(command: str) -> tuple[str, list[str]] | None:
-    """The boundary and the commands of a `batch_command`, or None for any other command (for test hosts)."""
-    parts = [m.groupdict() for m in _BATCH_PART.finditer(command)]
-    if not parts or [int(p["i"]) for p in parts] != list(range(len(parts))):
-        return None
-    return parts[0]["b"], [p["command"] for p in parts]
 
 
 def _frames(text: str, boundary: str, count: int, with_code: bool) -> list[tuple[str, int | None] | None]:
@@ -433,10 +423,3 @@ def batch_results(result: CommandResult, boundary: str, count: int) -> list[Comm
     if results:
         results[-1] = CommandResult(results[-1].code, results[-1].stdout, results[-1].stderr, result.seconds)
     return results
-
-
-def batch_output(boundary: str, results: list[CommandResult]) -> CommandResult:
-    """What the shell prints for `batch_command` when its commands give `results` (for test hosts)."""
-    out = "".join(f"{boundary} {i}\n{r.stdout}\n{boundary} {i} end {r.code}\n" for i, r in enumerate(results))
-    err = "".join(f"{boundary} {i}\n{r.stderr}\n{boundary} {i} end\n" for i, r in enumerate(results))
-    return CommandResult(0, out, err)

@@ -21,6 +21,7 @@ from .clusters import (
 from .errors import ConcurrentEdit, RoleRequired, ServiceError
 from .events import cluster_evaluate, event_record, flapping_calm_check, followed_nodes, node_heard, node_trouble
 from .fleet import NOT_READY, FleetItem, drift_check_all, fleet_start
+from .fleet import Outcome as FleetOutcome
 from .hostkeys import DiscoveredServer, HostKeyOffer, host_keys_fetch, host_keys_pin, interfaces_discover
 from .notifications import DELIVER, DeliveryFailed, delivery_attempt, notice_send, target_add, target_delete
 from .runs import run_execute, run_start, runs_reap
@@ -34,7 +35,7 @@ __all__ = [
     "notice_send", "target_add", "target_delete",
     "applied_settings_changed", "carp_password_generate", "cluster_delete", "cluster_merge", "cluster_readiness",
     "cluster_save",
-    "NOT_READY", "FleetItem", "drift_check_all", "fleet_start",
+    "NOT_READY", "FleetItem", "FleetOutcome", "drift_check_all", "fleet_start",
     "host_keys_fetch", "host_keys_pin", "interfaces_discover", "run_execute", "run_start",
     "runs_reap", "servers_save", "service_ips_save", "shared_servers", "service_ip_suggest", "unicast_offer",
     "interfaces_seen",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
@@ -27,14 +28,27 @@ NOT_READY = "not ready: "  # how the reason of a cluster that cannot run yet beg
 PREPARING = (Run.Kind.SETUP, Run.Kind.PREPARE, Run.Kind.CONFIGURE)
 
 
+class Outcome(StrEnum):
+    """What a fleet run did on one cluster."""
+
+    STARTED = "started"
+    BUSY = "busy"  # another run holds the cluster's lock
+    NOT_READY = "not ready"  # servers or host keys still to confirm
+    NOT_APPLICABLE = "skipped"  # the kind does not apply (no configured service IP, never prepared)
+
+
 @dataclass(frozen=True)
 class FleetItem:
     """One cluster of a fleet run: the run started on it, or why none was."""
 
     cluster: Cluster
     run: Run | None = None
-    busy: bool = False  # another run holds the cluster's lock
-    reason: str = ""  # why no run was started
+    outcome: Outcome = Outcome.STARTED
+    reason: str = ""  # why no run was started, a sentence
+
+    @property
+    def busy(self) -> bool:
+        return self.outcome == Outcome.BUSY
 
 
 def clusters_annotated() -> QuerySet[Cluster]:
@@ -65,13 +79,16 @@ def fleet_start(*, kind: str | None, user: Any = None, trigger: str = Run.Trigge
     for cluster in clusters_annotated():
         chosen, reason = applicable_kind(cluster, kind)
         problems = cluster_readiness(cluster=cluster) if chosen else []
-        if chosen is None or problems:
-            items.append(FleetItem(cluster, reason=reason or NOT_READY + " ".join(problems)))
+        if chosen is None:
+            items.append(FleetItem(cluster, outcome=Outcome.NOT_APPLICABLE, reason=reason))
+            continue
+        if problems:
+            items.append(FleetItem(cluster, outcome=Outcome.NOT_READY, reason=NOT_READY + " ".join(problems)))
             continue
         try:
             run = run_start_ready(cluster=cluster, kind=chosen, user=user, trigger=trigger, actor_name=actor_name)
         except ServiceError as e:
-            items.append(FleetItem(cluster, busy=True, reason=str(e)))
+            items.append(FleetItem(cluster, outcome=Outcome.BUSY, reason=str(e)))
             continue
         items.append(FleetItem(cluster, run=run))
     return items
