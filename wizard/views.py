@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from . import audit, revisions, selectors, services
@@ -27,6 +27,7 @@ def _wizard(request: HttpRequest, template: str, cluster: Cluster | None, curren
 
 
 @require_role(Role.VIEWER)
+@require_GET
 def cluster_list(request: HttpRequest) -> HttpResponse:
     q, state = request.GET.get("q", "").strip()[:100], request.GET.get("state", "")
     rev = revisions.current()
@@ -61,6 +62,7 @@ def _names(names: list[str], shown: int = 10) -> str:
 
 
 @require_role(Role.VIEWER)
+@require_GET
 def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
     rev = revisions.current()
     cluster = get_object_or_404(Cluster, pk=pk)
@@ -68,6 +70,7 @@ def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_role(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
 def wizard_cluster(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk) if pk else None
     form = ClusterForm(request.POST or None, instance=cluster)
@@ -90,6 +93,7 @@ def _server_initial(cluster: Cluster) -> list[dict[str, Any]]:
 
 
 @require_role(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
 def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     if request.method == "POST" and request.GET.get("add"):
@@ -118,6 +122,7 @@ def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_role(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
 def wizard_interface(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     form = InterfaceForm(request.POST or None, initial={"interface": cluster.interface})
@@ -139,6 +144,7 @@ def _sip_initial(cluster: Cluster) -> list[dict[str, Any]]:
 
 
 @require_role(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
 def wizard_service_ips(request: HttpRequest, pk: int) -> HttpResponse:
     """Step 4: the cluster's service IPs (vhids with their addresses), added, edited or removed as a formset."""
     cluster = get_object_or_404(Cluster, pk=pk)
@@ -186,6 +192,7 @@ def wizard_discover(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_role(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
 def wizard_review(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     return _wizard(request, "wizard/step_review.html", cluster, 4, plan=selectors.command_plan(cluster),
@@ -245,6 +252,7 @@ def run_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_role(Role.VIEWER)
+@require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     rev = revisions.current()  # read first: the page is at least this new, the stream sends what comes after
     run = get_object_or_404(Run.objects.select_related("cluster"), pk=pk)
@@ -265,6 +273,7 @@ def _offer_reconfigure(request: HttpRequest, cluster: Cluster, changed: list[str
 
 
 @require_role(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
 def cluster_delete(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     if request.method == "POST":

@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import audit, selectors, services
 from .forms import AuditFilterForm, TokenCreateForm, UserCreateForm
@@ -25,6 +26,7 @@ EXPORT_FIELDS = ["id", "ts", "actor_name", "request_id", "source_ip", "action", 
 
 
 @require_role(Role.VIEWER)
+@require_GET
 def audit_list(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     form = AuditFilterForm(request.GET or None)
     entries = selectors.audit_entries(form.cleaned_data if form.is_valid() else {})
@@ -82,6 +84,7 @@ def export_json(entries: Any) -> StreamingHttpResponse:
     return response
 
 
+@require_http_methods(["GET", "POST"])
 def password_change(request: HttpRequest) -> HttpResponse:
     """Anyone logged in chooses their own password (Django's validators); required at a first login."""
     form = PasswordChangeForm(request.user, request.POST or None)  # type: ignore[arg-type]  # logged in
@@ -94,6 +97,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
 
 
 @require_role(Role.VIEWER)
+@require_http_methods(["GET", "POST"])
 def token_list(request: HttpRequest) -> HttpResponse:
     """One's own API tokens: made here (shown once, on this answer only), listed with their last use, revoked."""
     form = TokenCreateForm(request.POST if request.POST.get("action") == "create" else None)
@@ -121,12 +125,15 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_role(Role.VIEWER)
+@require_POST
 def audit_verify(request: HttpRequest) -> HttpResponse:
+    """A POST: each intact walk leaves a checkpoint (a write), so a GET never does it."""
     ok, broken, why = audit.verify(full=False)  # what was added since the last verified checkpoint
     return render(request, "wizard/_audit_badge.html", {"ok": ok, "broken": broken, "why": why})
 
 
 @require_role(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
 def user_list(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action")
     form = UserCreateForm(request.POST if action == "create" else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from . import selectors, services
 from .forms import NotificationTargetForm
@@ -14,6 +14,7 @@ from .roles import Role, has_role, require_role
 
 
 @require_role(Role.OPERATOR)
+@require_http_methods(["GET", "POST"])
 def notification_list(request: HttpRequest) -> HttpResponse:
     form = NotificationTargetForm(request.POST or None)
     if request.method == "POST":

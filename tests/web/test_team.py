@@ -49,7 +49,7 @@ MATRIX: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
     "cluster-events": [("get", {"format": "fragments"}, STREAM)],
     "inventory-events": [("get", {"format": "fragments"}, STREAM)],
     "audit-list": [("get", None, READ)],
-    "audit-verify": [("get", None, READ)],
+    "audit-verify": [("post", {}, READ), ("get", None, {ANON: 302, VIEWER: 405, OPERATOR: 405, ADMIN: 405})],
     "user-list": [("get", None, ADMIN_PAGE)],
     "password-change": [("get", None, READ)],
     "token-list": [("get", None, READ)],
