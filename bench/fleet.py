@@ -21,16 +21,16 @@ from pathlib import Path
 
 from harness import SUBNET, carpweb, lab, make_clusters, process_stats, report
 
+from carpweb.waiting import wait_until
+
 
 def wait_runs(pks: list[int], limit: float) -> float:
     """Seconds until every run ended (from now), failing loudly on a run that was not ok."""
     from wizard.models import Run
 
     t0 = time.monotonic()
-    while Run.objects.filter(pk__in=pks, status__in=Run.ACTIVE).exists():
-        if time.monotonic() - t0 > limit:
-            raise RuntimeError(f"runs still going after {limit:g} s")
-        time.sleep(0.05)
+    wait_until(lambda: not Run.objects.filter(pk__in=pks, status__in=Run.ACTIVE).exists(), limit,
+               f"{len(pks)} run(s) to end")
     elapsed = time.monotonic() - t0
     bad = list(Run.objects.filter(pk__in=pks).exclude(status=Run.Status.OK).values_list("cluster__name", "summary"))
     if bad:

@@ -9,14 +9,15 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from carpweb import waiting  # noqa: E402 - after the path
+
 BIN = Path(sys.executable).parent
 
 
@@ -59,12 +60,21 @@ class Carpweb:
     def worker_with(self, *argv: str) -> subprocess.Popen[bytes]:
         """A Celery worker started by `argv` (a profiler's wrapper, say), once it says it is ready."""
         proc = self.spawn("worker", *argv)
-        deadline = time.monotonic() + 60
-        while b" ready." not in (self.data / "worker.log").read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the worker did not start: " + (self.data / "worker.log").read_text()[-2000:])
-            time.sleep(0.2)
+        self._ready(proc, "worker", lambda: b" ready." in (self.data / "worker.log").read_bytes())
         return proc
+
+    def _ready(self, proc: subprocess.Popen[bytes], name: str, ready: Callable[[], bool]) -> None:
+        """Wait up to 60 s for `ready`; a process that exits, or a wait that runs out, stops the bench."""
+        def check() -> bool:
+            if proc.poll() is not None:
+                raise waiting.TimedOut("it exited")
+            return ready()
+
+        try:
+            waiting.wait_until(check, 60, f"the {name} to be ready", every=0.2)
+        except waiting.TimedOut as e:
+            raise RuntimeError(f"the {name} did not start ({e}): "
+                               + (self.data / f"{name}.log").read_text()[-2000:]) from None
 
     def web(self, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
@@ -72,16 +82,16 @@ class Carpweb:
                           "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{port}", "-w", str(workers),
                           "--graceful-timeout", "2")
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answers() -> bool:
             try:
                 urllib.request.urlopen(url + "/login/", timeout=2)  # noqa: S310 - loopback
-                return proc, url
             except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log = (self.data / "web.log").read_text()[-2000:]
-                    raise RuntimeError("the web did not start: " + log) from None
-                time.sleep(0.2)
+                return False
+            return True
+
+        self._ready(proc, "web", answers)
+        return proc, url
 
     def stop_process(self, proc: subprocess.Popen[bytes]) -> None:
         """Stop one of the processes started for it (a worker to be started again cold)."""

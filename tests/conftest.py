@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from carpweb import waiting
 
 pytest_plugins = ["lab.pytest_plugin"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +38,16 @@ def start_worker(log: Path, name: str, *extra: str, env: dict[str, str] | None =
                                  "-n", f"{name}{os.getpid()}@%h", *extra], cwd=ROOT,
                                 env={**worker_env(), **(env or {})},
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while " ready." not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the Celery worker did not start:\n" + log.read_text()[-3000:])
-        time.sleep(0.2)
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise waiting.TimedOut("it exited")
+        return " ready." in log.read_text()
+
+    try:
+        waiting.wait_until(ready, 60, "the Celery worker to say it is ready", every=0.2)
+    except waiting.TimedOut as e:
+        proc.kill()
+        pytest.fail(f"the Celery worker did not start ({e}):\n" + log.read_text()[-3000:])
     proc.log_path = log  # type: ignore[attr-defined]  # tests grep it for secrets
     return proc
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
+from carpweb import waiting
 from lab.world import Lab
 from wizard import crypto, services
 from wizard.models import Cluster, Run, Server, ServiceIP
@@ -62,16 +61,13 @@ def make_cluster(*, vip: str = "", vhid: int = 1, interface: str = "em0", **fiel
     return cluster
 
 
-def wait_until(condition, limit: float = 30.0, every: float = 0.05):
-    """Poll `condition` until it returns something truthy (returned) or `limit` passes (AssertionError)."""
-    deadline = time.monotonic() + limit
-    while True:
-        found = condition()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {limit} s: {getattr(condition, '__name__', condition)}")
-        time.sleep(every)
+def wait_until(condition, limit: float = 30.0, every: float = 0.05, what: str = ""):
+    """carpweb.waiting.wait_until for tests: a wait that gives up fails the test (AssertionError) saying what it
+    waited for."""
+    try:
+        return waiting.wait_until(condition, limit, what or getattr(condition, "__name__", str(condition)), every)
+    except waiting.TimedOut as e:
+        raise AssertionError(str(e)) from None
 
 
 def wait_run(run: Run, limit: float = 60) -> Run:

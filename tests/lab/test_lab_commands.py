@@ -1,11 +1,11 @@
 """Every emulated FreeBSD command, over real SSH, against shared/reference/freebsd-carp.md."""
 
 import re
-import time
 
 import pytest
 
 from lab.pytest_plugin import Shell
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -182,7 +182,5 @@ def test_a_command_whose_caller_went_away_is_ended(fresh_lab, s1):
     daemon = fresh_lab.host_pids("server-1")["emu"]
     assert fresh_lab.exec("server-1", ["pgrep", "-P", str(daemon)]).stdout.strip()  # the command, a fork
     stdout.channel.close()
-    deadline = time.monotonic() + 5
-    while fresh_lab.exec("server-1", ["pgrep", "-P", str(daemon)]).stdout.strip():
-        assert time.monotonic() < deadline, "the command outlived its SSH session"
-        time.sleep(0.1)
+    wait_until(lambda: not fresh_lab.exec("server-1", ["pgrep", "-P", str(daemon)]).stdout.strip(), limit=5,
+               every=0.1, what="the command to end with its SSH session")

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from carpweb import waiting
 from lab.pytest_plugin import Shell, require_lab
 from lab.topology import LabConfig
 from lab.world import Lab, root_namespace_snapshot
@@ -33,12 +34,10 @@ def _carp_state(lab, host):
 
 
 def _wait_state(lab, host, state, limit=10.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if _carp_state(lab, host) == state:
-            return True
-        time.sleep(0.1)
-    return False
+    try:
+        return waiting.wait_until(lambda: _carp_state(lab, host) == state, limit, f"{host} {state}", every=0.1)
+    except waiting.TimedOut:
+        return False
 
 
 def _answers(lab, probe_host="client"):

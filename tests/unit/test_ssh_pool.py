@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from carpweb.waiting import wait_until
 from wizard.carp.facts import CommandResult
 from wizard.ssh import Endpoint, SSHError
 from wizard.sshpool import KEEPALIVE_AFTER, Pool
@@ -97,10 +98,8 @@ def test_idle_connections_close_after_the_idle_time():
     pool, opened = make_pool(idle=0.3)
     pool.lease(EP).close()
     busy = pool.lease(replace(EP, port=9))
-    deadline = time.monotonic() + 5
-    while not opened[0].closed and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert opened[0].closed and not opened[1].closed  # a leased one is never closed under its run
+    wait_until(lambda: opened[0].closed, 5, "the idle connection to close", every=0.02)
+    assert not opened[1].closed  # a leased one is never closed under its run
     busy.close()
     assert pool.stats.closed_idle >= 1
     pool.close()
