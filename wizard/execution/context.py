@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from django.urls import reverse
-
+from .. import links
 from ..carp.steps import Target, Vip
 from ..models import Cluster, Run, Server
 from ..plan import RunPlan
@@ -30,7 +29,7 @@ class RunContext:
 
     @property
     def run_link(self) -> str:
-        return reverse("run-detail", args=[self.run.pk])
+        return links.run_page(self.run.pk)
 
     @property
     def nodes(self) -> list[Server]:

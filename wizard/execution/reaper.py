@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.urls import reverse
 from django.utils import timezone
 
-from .. import audit, revisions
+from .. import audit, links, revisions
 from ..models import Run, Step
 
 HEARTBEAT_SECONDS = 5
@@ -58,6 +57,6 @@ def runs_reap() -> list[int]:
             revisions.touch_run(pk, rev)
         run = Run.objects.select_related("cluster").get(pk=pk)
         audit.record("run.interrupted", obj=run, cluster=run.cluster, after={"kind": run.kind},
-                     link=reverse("run-detail", args=[pk]), actor_name="system")
+                     link=links.run_page(pk), actor_name="system")
         reaped.append(pk)
     return reaped

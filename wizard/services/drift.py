@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import reverse
-
-from .. import audit, revisions
+from .. import audit, links, revisions
 from ..models import Cluster, Notice, Run, Server, Step
 from ..plan import ClusterOp
 from .notifications import notice_send
@@ -44,5 +42,5 @@ def record(run: Run, before: dict[str, str]) -> None:
         if run.kind == Run.Kind.VERIFY:
             Cluster.objects.filter(pk=cluster.pk).update(healthy=False, diagnosis="\n".join(found), rev=rev)
         audit.record("drift", obj=cluster, before={"states": before}, after={"states": after, "findings": found},
-                     link=reverse("run-detail", args=[run.pk]), actor_name=SCHEDULER)
+                     link=links.run_page(run.pk), actor_name=SCHEDULER)
         notice_send(cluster=cluster, kind=Notice.Kind.DRIFT, reason=" ".join(found)[:2000])

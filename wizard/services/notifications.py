@@ -14,12 +14,11 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
 from carpweb.celery import app
 
-from .. import audit, crypto
+from .. import audit, crypto, links
 from ..models import Cluster, Delivery, Notice, NotificationTarget
 from . import webhooks
 
@@ -66,7 +65,7 @@ def payload(notice: Notice) -> dict[str, Any]:
     return {"event": notice.kind, "summary": summary(notice), "cluster": notice.cluster.name, "node": notice.node,
             "vhid": notice.vhid, "old": notice.old_state, "new": notice.new_state, "reason": notice.reason,
             "time": notice.time.isoformat(),
-            "link": settings.CARPWEB_BASE_URL.rstrip("/") + reverse("cluster-detail", args=[notice.cluster_id])}
+            "link": settings.CARPWEB_BASE_URL.rstrip("/") + links.cluster_page(notice.cluster_id)}
 
 
 def summary(notice: Notice) -> str:

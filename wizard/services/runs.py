@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.urls import reverse
 
 from carpweb.celery import app
 
-from .. import audit, revisions
+from .. import audit, links, revisions
 from ..execution import reaper, runner
 from ..execution.connect import Connector, ssh_lease
 from ..models import Cluster, Run, Server, ServiceIP
@@ -96,7 +95,7 @@ def _create(cluster: Cluster, kind: str, node: Server | None, sip: ServiceIP | N
         transaction.on_commit(lambda: app.send_task(RUN_EXECUTE, args=[run.pk]))
         audit.record("run.start", obj=run, cluster=cluster, after={"kind": kind, "target": target or None,
                                                                    **({"service_ip": str(sip)} if sip else {})},
-                     link=reverse("run-detail", args=[run.pk]), actor=user,
+                     link=links.run_page(run.pk), actor=user,
                      actor_name="" if is_user else run.created_by_name)
     return run
 
@@ -130,7 +129,7 @@ def run_execute(*, run_id: int, connector: Connector = ssh_lease) -> Run:
     _update_cluster_flags(executed)
     audit.record("run.finish", obj=executed, cluster=executed.cluster,
                  after={"kind": executed.kind, "status": executed.status, "summary": executed.summary},
-                 link=reverse("run-detail", args=[executed.pk]), actor=executed.created_by,
+                 link=links.run_page(executed.pk), actor=executed.created_by,
                  actor_name=executed.created_by_name)
     if executed.trigger == Run.Trigger.SCHEDULE:
         drift.record(executed, before)
