@@ -506,3 +506,16 @@ class TokenCreateForm(forms.Form):
     read_only = forms.BooleanField(required=False, label="Read-only (it may only read, whatever your role)")
     expires_days = forms.IntegerField(required=False, min_value=1, max_value=3650, label="Expires after (days)",
                                       help_text="Empty: never. It can be revoked at any time.")
+
+
+SERVER_FIELDS = ("id", "name", "address", "address6", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
+                 "preferred_master", "role")
+SIP_FIELDS = ("id", "interface", "vhid", "addresses", "advbase", "announce")
+
+
+def typed_rows(data: Any, prefix: str, fields: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
+    """The rows a formset's POST holds, as typed (for "add a row": the page comes back with every value kept;
+    secrets are not among `fields`: they never go back to the browser). At most `limit` rows."""
+    raw = str(data.get(f"{prefix}-TOTAL_FORMS", "") or "")
+    total = int(raw) if raw.isdigit() else 1
+    return [{f: data.get(f"{prefix}-{i}-{f}") for f in fields} for i in range(min(total, limit))]

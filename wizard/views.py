@@ -12,8 +12,18 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import audit, revisions, selectors, services
-from .forms import ClusterForm, HostKeyPinForm, InterfaceForm, RunForm, ServerFormSet, ServiceIPFormSet
+from . import revisions, selectors, services
+from .forms import (
+    SERVER_FIELDS,
+    SIP_FIELDS,
+    ClusterForm,
+    HostKeyPinForm,
+    InterfaceForm,
+    RunForm,
+    ServerFormSet,
+    ServiceIPFormSet,
+    typed_rows,
+)
 from .models import Cluster, Run
 from .plan import PLANS
 from .roles import Role, has_role, require_role
@@ -98,11 +108,8 @@ def wizard_servers(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     if request.method == "POST" and request.GET.get("add"):
         # Another row: keep every typed value (secrets excepted: they are never sent back to the browser).
-        total = int(request.POST.get("servers-TOTAL_FORMS", "2") or 2)
-        fields = ("id", "name", "address", "address6", "ssh_host", "ssh_port", "ssh_user", "auth", "privilege",
-                  "preferred_master", "role")
-        initial = [{f: request.POST.get(f"servers-{i}-{f}") for f in fields} for i in range(min(total, 199))]
-        formset = ServerFormSet(initial=[*initial, {"name": f"server-{total + 1}", "ssh_user": "root"}],
+        initial = typed_rows(request.POST, "servers", SERVER_FIELDS, limit=199)
+        formset = ServerFormSet(initial=[*initial, {"name": f"server-{len(initial) + 1}", "ssh_user": "root"}],
                                 cluster=cluster, prefix="servers")
     elif request.method == "POST":
         formset = ServerFormSet(request.POST, request.FILES, cluster=cluster, prefix="servers")
@@ -133,9 +140,6 @@ def wizard_interface(request: HttpRequest, pk: int) -> HttpResponse:
                    unpinned=cluster.servers.filter(host_key="").exists())
 
 
-SIP_FIELDS = ("id", "interface", "vhid", "addresses", "advbase", "announce")
-
-
 def _sip_initial(cluster: Cluster) -> list[dict[str, Any]]:
     return [{"id": s.pk, "interface": s.interface or cluster.interface, "vhid": s.vhid,
              "addresses": ", ".join(s.addresses), "advbase": s.advbase, "announce": s.announce}
@@ -150,8 +154,7 @@ def wizard_service_ips(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_object_or_404(Cluster, pk=pk)
     if request.method == "POST" and request.GET.get("add"):
         # Another row: every typed value kept (passwords excepted: never sent back to the browser).
-        total = int(request.POST.get("sips-TOTAL_FORMS", "1") or 1)
-        initial = [{f: request.POST.get(f"sips-{i}-{f}") for f in SIP_FIELDS} for i in range(min(total, 254))]
+        initial = typed_rows(request.POST, "sips", SIP_FIELDS, limit=254)
         formset = ServiceIPFormSet(initial=[*initial, services.service_ip_suggest(cluster=cluster, rows=initial)],
                                    cluster=cluster, prefix="sips")
         if getattr(request, "htmx", False):  # htmx appends the new card; the typed ones (passwords too) stay put
@@ -163,14 +166,13 @@ def wizard_service_ips(request: HttpRequest, pk: int) -> HttpResponse:
         if formset.is_valid():
             rows = [f.cleaned_data for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
             version = request.POST.get("version", "")
-            before = {s.pk: audit.service_ip_snapshot(s) for s in cluster.service_ips.all()}
             try:
-                services.service_ips_save(cluster=cluster, rows=rows,
-                                          expected_version=int(version) if version.isdigit() else None)
+                saved = services.service_ips_save(cluster=cluster, rows=rows,
+                                                  expected_version=int(version) if version.isdigit() else None)
             except services.ServiceError as e:
                 messages.error(request, str(e))
             else:
-                _offer_reconfigure(request, cluster, services.applied_settings_changed(before, cluster))
+                _offer_reconfigure(request, cluster, saved.applied_changed)
                 return redirect("wizard-review", pk=cluster.pk)
     else:
         formset = ServiceIPFormSet(initial=_sip_initial(cluster), cluster=cluster, prefix="sips")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import string
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import F
@@ -104,15 +105,23 @@ def _row_of(sip: ServiceIP) -> dict[str, Any]:
             "advbase": sip.advbase, "announce": sip.announce, "password": ""}
 
 
+@dataclass(frozen=True)
+class ServiceIPsSaved:
+    service_ips: list[ServiceIP]
+    applied_changed: list[str]  # settings Configure already put on the nodes that this save changed
+
+
 def service_ips_save(*, cluster: Cluster, rows: list[dict[str, Any]], expected_version: int | None = None) -> \
-        list[ServiceIP]:
+        ServiceIPsSaved:
     """Replace the cluster's service IPs with the validated rows (ServiceIPFormSet); unchanged passwords are kept,
     a new one without a password gets a generated one. A service IP that Configure put on the nodes cannot simply
-    be dropped: Remove takes it off them first. Every change is audited per service IP."""
+    be dropped: Remove takes it off them first. Every change is audited per service IP. Says which settings
+    already on the nodes changed (the page offers Configure for them)."""
     with revisions.change() as rev:
         _claim_version(cluster, expected_version)
         revisions.touch_cluster(cluster.pk, rev)
         existing = {s.pk: s for s in cluster.service_ips.all()}
+        snapshots = {pk: audit.service_ip_snapshot(s) for pk, s in existing.items()}
         by_key = {(s.interface, s.vhid): s for s in existing.values()}
         keep = []
         for position, row in enumerate(rows):
@@ -140,7 +149,7 @@ def service_ips_save(*, cluster: Cluster, rows: list[dict[str, Any]], expected_v
         for sip in gone:
             audit.record("service_ip.delete", obj=sip, before=audit.diff(None, audit.service_ip_snapshot(sip))[1])
             sip.delete()
-    return list(cluster.service_ips.all())
+    return ServiceIPsSaved(list(cluster.service_ips.all()), applied_settings_changed(snapshots, cluster))
 
 
 def applied_settings_changed(before: dict[int, dict[str, Any]], cluster: Cluster) -> list[str]:
