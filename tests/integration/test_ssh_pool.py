@@ -106,8 +106,10 @@ def test_the_pool_never_exceeds_its_bound(fresh_lab):
         lease = p.lease(ep)
         assert lease.run("true").ok
         lease.close()
-        open_now = sum(len(sessions(fresh_lab, h)) for h in ("server-1", "server-2", "client"))
-        assert open_now <= 1 and p.size() <= 1
+        assert p.size() <= 1
+        # On the hosts: the one evicted closes a moment later (the close travels through the lab's relay).
+        wait_until(lambda: sum(len(sessions(fresh_lab, h)) for h in ("server-1", "server-2", "client")) <= 1,
+                   limit=5, what="the hosts to see at most one connection")
     assert p.stats.peak == 1 and p.stats.evicted == 5
     p.close()
 
