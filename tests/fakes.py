@@ -86,7 +86,7 @@ class FakeHost:
             return self._ping(words)
         if words[:1] == ["sysrc"]:
             return self._sysrc(words[1:])
-        if words[:1] == ["kldstat"]:
+        if words == ["kldstat", "-q", "-m", "carp"]:
             return CommandResult(0 if self.carp_loaded else 1, "", "")
         if words[:3] == ["kldload", "-n", "carp"]:
             self.carp_loaded = True
@@ -144,7 +144,12 @@ class FakeHost:
             return CommandResult(1, "", "ifconfig: SIOCSVH: Protocol not supported\n")
         opts = dict(zip(args[1::2], args[2::2], strict=False)) if args[1] != "inet" else dict(
             zip(args[2::2], args[3::2], strict=False))
+        if "vhid" not in opts:
+            needs = next((k for k in ("advskew", "advbase", "pass") if k in opts), "state")
+            return CommandResult(1, "", f"ifconfig: {needs} requires vhid\n")
         n = int(opts["vhid"])
+        if not 0 < n < 256:
+            return CommandResult(1, "", "ifconfig: vhid must be greater than 0 and less than 255\n")
         vhid = self.vhids.get(n) or Vhid(0, 1, "", [])
         vhid.advskew, vhid.advbase = int(opts.get("advskew", vhid.advskew)), int(opts.get("advbase", vhid.advbase))
         vhid.password = opts.get("pass", vhid.password)
@@ -172,6 +177,11 @@ class FakeHost:
         if args[:1] == ["-x"]:
             target.pop(args[1], None)
             return CommandResult(0, "", "")
+        if args[:1] == ["-c"]:
+            name, _, value = args[1].partition("=")
+            return CommandResult(0 if target.get(name) == value else 1, "", "")
+        if args[0].startswith("-") or "=" not in args[0]:
+            return CommandResult(127, "", f"fake host: unknown command {'sysrc ' + ' '.join(args)!r}\n")
         name, _, value = args[0].partition("=")
         before = target.get(name, "")
         target[name] = value
@@ -184,6 +194,8 @@ class FakeHost:
             return CommandResult(0, f"{self.sysctl[args[1].rsplit('.', 1)[1]]}\n", "")
         if args == ["net.inet.carp"]:
             return CommandResult(0, "".join(f"net.inet.carp.{k}: {v}\n" for k, v in self.sysctl.items()), "")
+        if "=" not in args[0]:
+            return CommandResult(0, f"{args[0]}: {self.sysctl[args[0].rsplit('.', 1)[1]]}\n", "")
         name, value = args[0].split("=")
         key = name.rsplit(".", 1)[1]
         before = self.sysctl[key]

@@ -5,28 +5,37 @@ from __future__ import annotations
 import getopt
 import os
 import re
-import shlex
+import subprocess
 import tempfile
 
 from .state import Host, err, out
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ASSIGN_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+ASSIGN_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$")  # a line sysrc edits in place
 
 
 def parse(text: str) -> dict[str, str]:
-    """The value of each variable, last assignment wins, quotes removed as sh would."""
+    """Each variable's value as FreeBSD's sysrc reads it: by sourcing the file with sh in a clean sub-shell
+    (sysrc.subr's f_sysrc_get does exactly that). A file sh cannot parse gives nothing, as sh stops there."""
+    with tempfile.NamedTemporaryFile("w", prefix="rc.", suffix=".conf") as f:
+        f.write(text)
+        f.flush()
+        res = subprocess.run(["/bin/sh", "-c", '. "$1" >/dev/null 2>&1 && set', "sh", f.name],
+                             env={"PATH": "/nonexistent"}, capture_output=True, timeout=10, check=False)
+    if res.returncode != 0:
+        return {}
+    return {k: v for k, v in _set_output(res.stdout.decode(errors="replace")).items() if k not in _SHELL_OWN}
+
+
+# What sh itself sets (dash's `set` lists these with no file sourced).
+_SHELL_OWN = {"IFS", "OPTIND", "PATH", "PPID", "PS1", "PS2", "PS4", "PWD"}
+
+
+def _set_output(text: str) -> dict[str, str]:
+    """dash's `set` listing: NAME='value' lines (a value may span lines), a ' inside written as '"'"'."""
     values: dict[str, str] = {}
-    for line in text.splitlines():
-        m = ASSIGN_RE.match(line)
-        if not m:
-            continue
-        raw = m.group(2).split(" #", 1)[0].strip()
-        try:
-            parts = shlex.split(raw, comments=True)
-        except ValueError:
-            parts = [raw]
-        values[m.group(1)] = parts[0] if parts else ""
+    for m in re.finditer(r"""^([A-Za-z_][A-Za-z0-9_]*)=((?:'[^']*'|"'")*)$""", text, re.M):
+        values[m.group(1)] = "".join(a or b for a, b in re.findall(r"'([^']*)'|\"(')\"", m.group(2)))
     return values
 
 

@@ -48,19 +48,6 @@ def test_the_carp_sysctl_tree_reads_every_variable_in_one_command():
     assert tree.parse(r(1, "", "sysctl: unknown oid 'net.inet.carp'\n")) == {}
 
 
-def test_facts_against_the_reference_transcripts():
-    assert facts.DefaultGateway().parse(r(0, "   route to: default\n    gateway: 192.0.2.1\n")) == "192.0.2.1"
-    assert facts.SysrcValue("carp_load", "/boot/loader.conf").parse(r(1, "", "sysrc: unknown variable")) is None
-    assert facts.SysctlInt("net.inet.carp.preempt").parse(r(1, "", "sysctl: unknown oid")) is None
-    assert facts.SysctlInt("net.inet.carp.preempt").parse(r(0, "1\n")) == 1
-    assert facts.KldLoaded().parse(r(0)) and not facts.KldLoaded().parse(r(1))
-    assert facts.Uname().parse(r(0, "FreeBSD\n13.2-RELEASE-p4\n")) == ("FreeBSD", "13.2-RELEASE-p4")
-    assert facts.UserId().parse(r(0, "0\n")) == 0 and facts.UserId().parse(r(1, "", "sudo: a password")) is None
-    assert facts.parse_sysrc_change("carp_load:  -> YES") == ("", "YES")
-    assert facts.parse_sysctl_change("net.inet.carp.demotion: 0 -> 240") == ("0", "240")
-    assert facts.parse_freebsd_major("13.2-RELEASE-p4") == 13
-
-
 def test_every_fact_quotes_its_values():
     hostile = "em0; reboot"
     assert facts.Ifconfig(hostile).command() == "ifconfig 'em0; reboot'"

@@ -249,3 +249,14 @@ def test_a_duplicated_message_runs_a_run_once(world, published):
     assert first.status == second.status == Run.Status.FAILED  # carp is not loaded: verify fails, once
     assert runner.run_execute(run.pk, connector=world.connect) is None
     assert AuditEntry.objects.filter(action="run.finish").count() == 1
+
+
+def test_an_rc_conf_sh_cannot_parse_fails_its_step_plainly(world):
+    cluster = make_cluster(world, configure=True)
+    world.hosts["server-1"].files["/etc/rc.conf"] = 'hostname="node-1"\nifconfig_em0="inet 192.0.2.11/24\n'
+    run = execute(world, cluster, "configure")
+    assert run.status == Run.Status.FAILED
+    failed = run.steps.get(server_name="server-1", status="failed")
+    assert failed.message == ("/etc/rc.conf does not parse as sh (line 2: unterminated quoted string (\")); sysrc "
+                              "and rc cannot read it either. Fix that line on the node, then run again.")
+    assert run.steps.get(server_name="server-2", name=failed.name).status in ("ok", "changed")
