@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from harness import BIN, SUBNET, carpweb, lab, make_clusters, percentile, process_stats, report
+from harness import SUBNET, carpweb, lab, make_clusters, percentile, process_stats, report
 
 MARKS = {"sh": b"trap '' PIPE", "tail": b"\x00-n\x00+1\x00-F", "awk": b"$1 != e", "sshd": b"sshd: root"}
 
@@ -55,7 +55,7 @@ def wait_heard(servers: int, limit: float) -> float:
 
 def transitions(world, count: int) -> list[float]:  # type: ignore[no-untyped-def]
     """Write one transition line into a node's log (as devd's action does), time it to its event row."""
-    from wizard.carp import events
+    from wizard.carp import transition_log
     from wizard.models import CarpEvent, Server
 
     latencies = []
@@ -65,7 +65,7 @@ def transitions(world, count: int) -> list[float]:  # type: ignore[no-untyped-de
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         line = f"bench {n + 1} {now} 1@em0 BACKUP -> MASTER (master timed out)"
         t0 = time.monotonic()
-        world.exec(server.name, ["sh", "-c", f"mkdir -p /var/log/carpweb && echo '{line}' >> {events.LOG}"],
+        world.exec(server.name, ["sh", "-c", f"mkdir -p /var/log/carpweb && echo '{line}' >> {transition_log.LOG}"],
                    check=True)
         while not CarpEvent.objects.filter(server=server, epoch="bench", seq=n + 1).exists():
             if time.monotonic() - t0 > 30:
@@ -87,7 +87,7 @@ def main() -> dict[str, object]:
         from wizard.models import Cluster
 
         make_clusters(world, args.servers)
-        collector = site.spawn("collector", str(BIN / "python"), "manage.py", "carp_collect")
+        collector = site.entry("collector")
         time.sleep(7)  # it has read the (empty) list of nodes to follow
         idle = process_stats(collector.pid)
         Cluster.objects.update(service_ip_configured=True)  # as after Configure: the collector follows them

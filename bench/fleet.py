@@ -72,7 +72,7 @@ def main() -> dict[str, object]:
 
         make_clusters(world, args.servers)
         clusters = list(Cluster.objects.order_by("name"))
-        worker = site.worker("-n", "worker@%h", "-P", "threads", "-c", str(WORKER_THREADS))
+        worker = site.worker("-c", str(WORKER_THREADS))
         t0 = time.monotonic()
         setup = [services.run_start(cluster=c, kind=Run.Kind.SETUP).pk for c in clusters]
         wait_runs(setup, limit=900)

@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import urllib.request
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from carpweb import waiting  # noqa: E402 - after the path
+from carpweb import processes  # noqa: E402 - after the path
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _fresh_postgres(url: str) -> str:
@@ -41,78 +33,55 @@ def _fresh_postgres(url: str) -> str:
 
 @dataclass
 class Carpweb:
-    """A scratch carpweb: data dir, environment, and the processes started for it."""
+    """A scratch carpweb: data dir, environment, and the processes started for it (carpweb.processes)."""
 
     data: Path
     env: dict[str, str]
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    procs: list[processes.Child] = field(default_factory=list)
 
-    def spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        log = open(self.data / f"{name}.log", "wb")  # noqa: SIM115 - the child writes it
-        proc = subprocess.Popen(list(argv), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        self.procs.append(proc)
-        return proc
+    def spawn(self, name: str, *argv: str) -> processes.Child:
+        """Any command (a profiler's wrapper around a worker, say), its output in DATA/<name>.log."""
+        return self._keep(processes.Child(name, list(argv), self.data / f"{name}.log", env=self.env).start())
 
-    def worker(self, *extra: str) -> subprocess.Popen[bytes]:
-        return self.worker_with(str(BIN / "celery"), "-A", "carpweb", "worker", "-l", "info", *extra)
+    def entry(self, name: str, *extra: str) -> processes.Child:
+        """The Procfile's `name`, with `extra` arguments after its own."""
+        return self.spawn(name, *processes.argv(name, *extra))
 
-    def worker_with(self, *argv: str) -> subprocess.Popen[bytes]:
+    def worker(self, *extra: str) -> processes.Child:
+        """The Procfile's worker, once it says it is ready."""
+        return self._ready(self.entry("worker", *extra))
+
+    def worker_with(self, *argv: str) -> processes.Child:
         """A Celery worker started by `argv` (a profiler's wrapper, say), once it says it is ready."""
-        proc = self.spawn("worker", *argv)
-        self._ready(proc, "worker", lambda: b" ready." in (self.data / "worker.log").read_bytes())
-        return proc
+        return self._ready(self.spawn("worker", *argv))
 
-    def _ready(self, proc: subprocess.Popen[bytes], name: str, ready: Callable[[], bool]) -> None:
-        """Wait up to 60 s for `ready`; a process that exits, or a wait that runs out, stops the bench."""
-        def check() -> bool:
-            if proc.poll() is not None:
-                raise waiting.TimedOut("it exited")
-            return ready()
-
+    def _ready(self, child: processes.Child) -> processes.Child:
         try:
-            waiting.wait_until(check, 60, f"the {name} to be ready", every=0.2)
-        except waiting.TimedOut as e:
-            raise RuntimeError(f"the {name} did not start ({e}): "
-                               + (self.data / f"{name}.log").read_text()[-2000:]) from None
+            return child.wait_ready(processes.celery_ready(child), limit=60)
+        except processes.StartFailed as e:
+            self.procs.remove(child)
+            raise RuntimeError(str(e)) from None
 
-    def web(self, workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port()
-        proc = self.spawn("web", str(BIN / "gunicorn"), "carpweb.asgi:application", "-k",
-                          "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-                          "--graceful-timeout", "2")
-        url = f"http://127.0.0.1:{port}"
+    def web(self, workers: int = 1) -> tuple[processes.Child, str]:
+        child, url = processes.web("-w", str(workers), "--graceful-timeout", "2", log=self.data / "web.log",
+                                   env=self.env)
+        return self._keep(child), url
 
-        def answers() -> bool:
-            try:
-                urllib.request.urlopen(url + "/login/", timeout=2)  # noqa: S310 - loopback
-            except OSError:
-                return False
-            return True
+    def _keep(self, child: processes.Child) -> processes.Child:
+        self.procs.append(child)
+        return child
 
-        self._ready(proc, "web", answers)
-        return proc, url
-
-    def stop_process(self, proc: subprocess.Popen[bytes]) -> None:
+    def stop_process(self, child: processes.Child) -> None:
         """Stop one of the processes started for it (a worker to be started again cold)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        self.procs.remove(proc)
+        child.stop(grace=20)
+        self.procs.remove(child)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 15)
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
+        for child in self.procs:
+            child.terminate()
+        deadline = time.monotonic() + 20
+        for child in self.procs:
+            child.kill(deadline)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,29 +22,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from carpweb import processes, waiting  # noqa: E402 - after the path
+from carpweb.processes import Child  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_web(url: str, web: subprocess.Popen[bytes], limit: float = 90) -> None:
+def _wait_for_web(url: str, web: Child, limit: float = 90) -> None:
     """Until every gunicorn worker has booted and answers (a fixed sleep let the first requests of the load queue
-    behind workers that were still importing Django, and counted that as the pages' latency)."""
-    import urllib.request
+    behind workers that were still importing Django, and counted that as the pages' latency): 20 answers in a row,
+    spread over the workers by the kernel's accept queue."""
+    answered = [0]
 
-    deadline, answered = time.monotonic() + limit, 0
-    while answered < 20:  # consecutive answers: spread over the workers by the kernel's accept queue
-        if web.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the web did not start")
-        try:
-            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - loopback
-            answered += 1
-        except OSError:
-            answered = 0
-            time.sleep(0.3)
+    def twenty_in_a_row() -> bool:
+        if not web.running():
+            raise waiting.TimedOut("the web exited")
+        answered[0] = answered[0] + 1 if processes.answers(url)() else 0
+        return answered[0] >= 20
+
+    waiting.wait_until(twenty_in_a_row, limit, "20 answers in a row from the web", every=0.05)
 
 
 def main() -> dict[str, object]:
@@ -66,7 +59,7 @@ def main() -> dict[str, object]:
 
     lab = Lab(LabConfig(name="carpload", base_port=26000, servers=2 * args.clusters))
     lab.up()
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[Child] = []
     try:
         import django
 
@@ -103,22 +96,15 @@ def main() -> dict[str, object]:
             offers = services.host_keys_fetch(cluster=cluster)
             services.host_keys_pin(cluster=cluster, confirmed={o.server.pk: o.fingerprint for o in offers})
             clusters.append(cluster)
-        port = _free_port()
-        procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "carpweb", "worker", "-l", "info",
-                                       "-c", str(args.clusters)], cwd=ROOT, env=env,
-                                      stdout=open(data / "worker.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
-        procs.append(subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "carpweb.asgi:application",
-                                       "-k", "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{port}", "-w", "4"],
-                                      cwd=ROOT, env=env,
-                                      stdout=open(data / "web.log", "w"), stderr=subprocess.STDOUT))  # noqa: SIM115
-        _wait_for_web(f"http://127.0.0.1:{port}/login/", procs[-1])
-        # And until the worker's 10 processes have booted (importing Django in each is ~20 s of CPU here): the
+        # The Procfile's worker, with the prefork pool of 10 processes these figures were measured with.
+        procs.append(Child("worker", processes.argv("worker", "-P", "prefork", "-c", str(args.clusters)),
+                           data / "worker.log", env=env).start())
+        web, url = processes.web("-w", "4", log=data / "web.log", env=env, limit=90)
+        procs.append(web)
+        _wait_for_web(url + "/login/", web)
+        # And until the worker's processes have booted (importing Django in each is ~20 s of CPU here): the
         # load measures pages during runs, not during the worker's start.
-        deadline = time.monotonic() + 120
-        while " ready." not in (data / "worker.log").read_text():
-            if procs[0].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the worker did not start: " + (data / "worker.log").read_text()[-2000:])
-            time.sleep(0.3)
+        procs[0].wait_ready(processes.celery_ready(procs[0]), limit=120)
         time.sleep(3)  # its pool processes finish importing after the main process says ready
         runs = [services.run_start(cluster=c, kind="setup", actor_name="load") for c in clusters]
         t0 = time.monotonic()
@@ -126,7 +112,7 @@ def main() -> dict[str, object]:
         locust = subprocess.run(
             [str(Path(sys.executable).parent / "locust"), "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
              "-u", str(args.users), "-r", str(max(1, args.users // 5)), "-t", f"{args.seconds}s", "--host",
-             f"http://127.0.0.1:{port}", "--csv", str(prefix), "--only-summary", "--stop-timeout", "5"],
+             url, "--csv", str(prefix), "--only-summary", "--stop-timeout", "5"],
             cwd=ROOT, env={**env, "CARPWEB_LOAD_RUNS": ",".join(str(r.pk) for r in runs),
                            "CARPWEB_LOAD_SESSION": session_id},
             capture_output=True, text=True, timeout=args.seconds + 120, check=False)
@@ -170,12 +156,7 @@ def main() -> dict[str, object]:
         return result
     finally:
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            p.stop(grace=20)
         lab.down()
 
 

@@ -254,10 +254,11 @@ def main() -> dict[str, object]:
 
         make_clusters(world, servers)
         clusters = list(Cluster.objects.order_by("name"))
-        worker_args = ("-n", "worker@%h", "-P", "threads", "-c", str(WORKER_THREADS))
+        worker_args = ("-c", str(WORKER_THREADS))
         start_worker = (lambda: site.worker(*worker_args)) if not args.profile else (
             lambda: site.worker_with(str(BIN / "python"), str(ROOT / "bench" / "yappi_worker.py"), args.profile,
-                                     "-A", "carpweb", "worker", "-l", "info", *worker_args))
+                                     "-A", "carpweb", "worker", "-l", "info", "-n", "worker@%h", "-P", "threads",
+                                     *worker_args))
         worker = start_worker()
         wait_runs([services.run_start(cluster=c, kind=Run.Kind.SETUP).pk for c in clusters], limit=900)
         reads, pings, prober = exec_requests(clusters)

@@ -159,7 +159,7 @@ def main() -> dict[str, object]:
 
         lab_cluster(world, configure_service_ip=True)  # type: ignore[arg-type]
         User.objects.create_superuser("bench", password="bench-password-1")
-        site.worker("-c", "2")
+        site.worker("-P", "prefork", "-c", "2")  # the pool these figures were measured with
         web, url = site.web(workers=1)
         pid = children(web.pid)[0]  # the uvicorn worker process (gunicorn's master only supervises it)
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

@@ -1,13 +1,20 @@
-"""Run carpweb's processes (web, worker, beat) as one unit for `scripts/start`, and never half of it.
+"""Run carpweb's processes, the Procfile's entries (web, worker, notifier, collector; beat with --beat), as one
+unit for `scripts/start`, and never half of it.
 
     python -m carpweb.supervise --port 8000 [--beat] [--web-only] [--admin-password-file FILE]
 
 - Refuses a busy port with a sentence, before anything starts.
-- Each child runs in its own session (process group) with its output in DATA_DIR/log/<name>.log.
+- Each child runs in its own session (process group) with its output in DATA_DIR/log/<name>.log
+  (carpweb.processes starts and stops them).
 - Prints the URL only once the web answers /health/ and (unless --web-only) a worker answers a ping.
 - If any child exits, at start or later, it names the child, shows its last log lines, stops the others
   and exits 1: pages are never served while runs cannot execute.
 - SIGINT or SIGTERM stops every child (SIGTERM, then SIGKILL to the whole group) and exits 0.
+
+Why not honcho, which runs a Procfile too and stops all when one exits: it has no readiness step (it would
+print nothing like "ready at URL", or print it while the worker cannot run jobs yet), it writes every process's
+output interleaved on one terminal (here each has a log, and the one that died is shown), and it gives a
+process 5 s after SIGTERM where gunicorn's graceful stop wants longer.
 
 No Django import here: this module only starts processes and watches them (pidfds and a signal pipe).
 """
@@ -22,102 +29,22 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-STOP_GRACE = 10.0  # seconds a child gets to stop after SIGTERM before its whole group is killed
+from carpweb import processes
+from carpweb.processes import Child
+
 WORKER_THREADS = 64  # runs in flight in scripts/start's worker (see README, "A fleet at a time")
 START_LIMIT = 90.0  # seconds for the web to answer and a worker to answer a ping
-TAIL_LINES = 25
 
 
 class StartError(Exception):
     """carpweb could not start; the message says what to do."""
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-    pidfd: int = -1
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self, cwd: Path, pid_dir: Path) -> None:
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(self.argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                         env={**os.environ, **self.env})
-        self.pidfd = os.pidfd_open(self.proc.pid)
-        (pid_dir / f"{self.name}.pid").write_text(f"{self.proc.pid}\n")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, f"{self.name} was not started"
-        return self.proc.pid
-
-    def tail(self, lines: int = TAIL_LINES) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.rstrip().splitlines()[-lines:]) or "(its log is empty)"
-
-    def how_it_ended(self) -> str:
-        code = self.proc.poll() if self.proc else None
-        if code is None:
-            return "is still running"
-        if code < 0:
-            return f"was killed by {signal.Signals(-code).name}"
-        return f"exited with status {code}"
-
-    def terminate(self) -> None:
-        """SIGTERM to the child itself: gunicorn and Celery stop their own workers in order."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                self.proc.send_signal(signal.SIGTERM)
-
-    def kill(self, deadline: float) -> None:
-        """Wait for the child until `deadline`, then SIGKILL its whole group (a pool process can outlive its
-        parent), and reap it, so nothing of it remains."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(max(0.0, deadline - time.monotonic()))
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        # SIGKILL lands asynchronously: an orphan of the group (a pool process) may still be dying.
-        gone_by = time.monotonic() + 5
-        while group_members(self.proc.pid) and time.monotonic() < gone_by:
-            time.sleep(0.02)
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1
-
-
-def group_members(pgid: int) -> list[int]:
-    """The live (not zombie) processes of a process group, from /proc."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -197,7 +124,7 @@ class Supervisor:
     def stop_all(self) -> None:
         for child in self.children:
             child.terminate()
-        deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + processes.STOP_GRACE
         for child in self.children:
             child.kill(deadline)
         for child in self.children:
@@ -236,27 +163,15 @@ class Supervisor:
             self.stop_all()
 
 
-def build_children(args: argparse.Namespace, data_dir: Path, bin_dir: Path) -> list[Child]:
+def build_children(args: argparse.Namespace, data_dir: Path) -> list[Child]:
+    """The Procfile's entries: all but beat (unless --beat), or only the web (--web-only), on loopback."""
     logs = data_dir / "log"
     logs.mkdir(parents=True, exist_ok=True)
-    web = Child("web", [str(bin_dir / "gunicorn"), "carpweb.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
-                        "-b", f"127.0.0.1:{args.port}", "-w", "2", "--graceful-timeout", "5",
-                        "--access-logfile", "-"], logs / "web.log")
-    children = [web]
-    if not args.web_only:
-        celery = [str(bin_dir / "celery"), "-A", "carpweb", "worker", "-l", "info"]
-        # Runs wait on SSH and CARP's timers, not on a CPU: one process with a thread per run in flight.
-        children.append(Child("worker", [*celery, "-n", "worker@%h", "-P", "threads", "-c", str(args.concurrency)],
-                              logs / "worker.log"))
-        # Deliveries wait on webhooks and mail servers: threads of their own, so a slow target delays no run.
-        children.append(Child("notifier", [*celery, "-n", "notifier@%h", "-Q", "notifications", "-P", "threads",
-                                           "-c", "8"], logs / "notifier.log"))
-        children.append(Child("collector", [str(bin_dir / "python"), "manage.py", "carp_collect"],
-                              logs / "collector.log"))
-        if args.beat:
-            children.append(Child("beat", [str(bin_dir / "celery"), "-A", "carpweb", "beat", "-l", "info"],
-                                  logs / "beat.log"))
-    return children
+    names = [n for n in processes.procfile() if (n != "beat" or args.beat) and (n == "web" or not args.web_only)]
+    env = {"CARPWEB_BIND": f"127.0.0.1:{args.port}", "WEB_CONCURRENCY": "2",
+           "GUNICORN_CMD_ARGS": "--graceful-timeout 5",  # within the supervisor's own grace before SIGKILL
+           "CARPWEB_WORKER_THREADS": str(args.concurrency)}
+    return [Child(name, processes.argv(name), logs / f"{name}.log", env=env) for name in names]
 
 
 def banner(args: argparse.Namespace, url: str, data_dir: Path) -> str:
@@ -286,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     url = f"http://127.0.0.1:{args.port}/"
     os.environ.setdefault("CARPWEB_BASE_URL", url)  # the links in notifications
-    supervisor = Supervisor(build_children(args, data_dir, Path(sys.executable).parent), root, data_dir / "run")
+    supervisor = Supervisor(build_children(args, data_dir), root, data_dir / "run")
 
     def ready() -> bool:
         """The web answers /health/ and, unless --web-only, a worker answers its ping."""

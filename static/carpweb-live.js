@@ -4,7 +4,8 @@
 // revision it has shown), data-query (extra query parameters).
 (function () {
   'use strict'
-  var FALLBACK_AFTER_MS = 4000 // no event at all by then: the stream does not get through
+  // No event at all by then: the stream does not get through (CARPWEB_LIVE_FALLBACK_MS, on <body>).
+  var FALLBACK_AFTER_MS = 4000
   var POLL_MS = 1000
 
   function streamUrl (root, extra) {
@@ -82,8 +83,9 @@
     if (Number(root.dataset.failures) >= 2) poll(root)
   })
   document.addEventListener('DOMContentLoaded', function () {
+    var after = Number(document.body.dataset.liveFallbackMs) || FALLBACK_AFTER_MS
     document.querySelectorAll('[data-live][sse-connect]').forEach(function (root) {
-      window.setTimeout(function () { if (!root.dataset.flowing) poll(root) }, FALLBACK_AFTER_MS)
+      window.setTimeout(function () { if (!root.dataset.flowing) poll(root) }, after)
     })
   })
 })()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from carpweb import waiting
+from carpweb import processes
 
 pytest_plugins = ["lab.pytest_plugin"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,25 +31,15 @@ def worker_env() -> dict[str, str]:
                CARPWEB_SSH_COMMAND_TIMEOUT="15", PYTHONUNBUFFERED="1")
 
 
-def start_worker(log: Path, name: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A real `celery worker` process (its own session, so a test can kill it and its pool at once)."""
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "carpweb", "worker", "-l", "info",
-                                 "-n", f"{name}{os.getpid()}@%h", *extra], cwd=ROOT,
-                                env={**worker_env(), **(env or {})},
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise waiting.TimedOut("it exited")
-        return " ready." in log.read_text()
-
+def start_worker(log: Path, name: str, *extra: str, env: dict[str, str] | None = None,
+                 entry: str = "worker") -> processes.Child:
+    """The Procfile's worker (or `entry`), a real `celery worker` process, on the test database, with `extra`
+    arguments after the Procfile's own, once it says it is ready. Its own session: a test can kill its group."""
     try:
-        waiting.wait_until(ready, 60, "the Celery worker to say it is ready", every=0.2)
-    except waiting.TimedOut as e:
-        proc.kill()
-        pytest.fail(f"the Celery worker did not start ({e}):\n" + log.read_text()[-3000:])
-    proc.log_path = log  # type: ignore[attr-defined]  # tests grep it for secrets
-    return proc
+        return processes.start(entry, "-n", f"{name}{os.getpid()}@%h", *extra, log=log,
+                               env={**worker_env(), **(env or {})}, ready=processes.celery_ready)
+    except processes.StartFailed as e:
+        pytest.fail(f"the Celery worker did not start: {e}")
 
 
 @pytest.fixture
@@ -62,9 +52,9 @@ def world(fresh_lab, celery_worker_process):
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real `celery worker` process (not eager) on the test database and the configured broker, with the thread
     pool scripts/start and the Procfile use."""
-    proc = start_worker(tmp_path_factory.mktemp("worker") / "worker.log", "test", "-P", "threads", "-c", "16")
+    proc = start_worker(tmp_path_factory.mktemp("worker") / "worker.log", "test", "-c", "16")
     yield proc
-    _stop(proc)
+    proc.stop(grace=20)
 
 
 NOTIFY_RETRIES, NOTIFY_BACKOFF = 2, 0.5  # the notifier's: a failed delivery shows after ~1.5 s, not a minute
@@ -73,21 +63,13 @@ NOTIFY_RETRIES, NOTIFY_BACKOFF = 2, 0.5  # the notifier's: a failed delivery sho
 @pytest.fixture(scope="session")
 def notifier_process(django_db_setup, tmp_path_factory):
     """The deliveries' own worker, as scripts/start and the Procfile run it (threads, queue "notifications")."""
-    proc = start_worker(tmp_path_factory.mktemp("notifier") / "notifier.log", "notifier", "-Q", "notifications",
-                        "-P", "threads", "-c", "8", env={"CARPWEB_NOTIFY_RETRIES": str(NOTIFY_RETRIES),
-                                                         "CARPWEB_NOTIFY_BACKOFF": str(NOTIFY_BACKOFF),
-                                                         # the tests' webhook receivers listen on loopback
-                                                         "CARPWEB_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"})
+    proc = start_worker(tmp_path_factory.mktemp("notifier") / "notifier.log", "notifier", entry="notifier",
+                        env={"CARPWEB_NOTIFY_RETRIES": str(NOTIFY_RETRIES),
+                             "CARPWEB_NOTIFY_BACKOFF": str(NOTIFY_BACKOFF),
+                             # the tests' webhook receivers listen on loopback
+                             "CARPWEB_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"})
     yield proc
-    _stop(proc)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    proc.stop(grace=20)
 
 
 CHROMIUM = "/usr/bin/chromium"
@@ -125,61 +107,29 @@ def browser_page():
 
 
 class WebServer:
-    """carpweb's web process as deployed (gunicorn + uvicorn workers, ASGI), on the test database."""
+    """The Procfile's web (gunicorn + uvicorn workers, ASGI), as deployed, on the test database."""
 
-    def __init__(self, log: Path, workers: int = 1) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log, self.workers = log, workers
-        self.proc: subprocess.Popen | None = None
+    def __init__(self, log: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+        self.log, self.workers, self.env = log, workers, env or {}
+        self.port = processes.free_port()  # kept: a test restarts the web where its page expects it
+        self.child: processes.Child | None = None
 
     def start(self) -> WebServer:
-        from tests.helpers import wait_until
-
-        self.log_file = open(self.log, "a")  # noqa: SIM115 - the server writes it while it runs
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "carpweb.asgi:application", "-k",
-             "uvicorn_worker.UvicornWorker", "-b", f"127.0.0.1:{self.port}", "-w", str(self.workers),
-             "--graceful-timeout", "2"], cwd=ROOT, env=worker_env(), stdout=self.log_file, stderr=subprocess.STDOUT,
-            start_new_session=True)
-
-        def answers() -> bool:
-            import urllib.error
-            import urllib.request
-
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                urllib.request.urlopen(self.url + "/favicon.ico", timeout=2)  # noqa: S310 - loopback
-            except urllib.error.HTTPError:
-                return True
-            except OSError:
-                return False
-            return True
-
-        wait_until(answers, limit=60, every=0.1)
+        try:
+            self.child, self.url = processes.web("-w", str(self.workers), "--graceful-timeout", "2", log=self.log,
+                                                 env={**worker_env(), **self.env}, port=self.port)
+        except processes.StartFailed as e:
+            pytest.fail(f"the web did not start: {e}")
         return self
 
     def kill(self) -> None:
         """SIGKILL the whole web process group, as a crash or an OOM kill would."""
-        import signal
-
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.child is not None:
+            self.child.kill(deadline=0)
 
     def stop(self) -> None:
-        import signal
-
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.child is not None:
+            self.child.stop(grace=15)
 
 
 @pytest.fixture(scope="session")

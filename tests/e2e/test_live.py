@@ -10,6 +10,7 @@ import time
 import pytest
 from django.contrib.auth.models import User
 
+from tests.conftest import WebServer
 from tests.helpers import lab_cluster, wait_run, wait_until
 from wizard import services
 from wizard.models import Run, Step
@@ -116,7 +117,8 @@ def test_a_page_whose_stream_cannot_connect_polls_the_same_changes(world, web_se
         assert page.get_attribute(f"#s{step.pk}-status", "data-step-status") == step.status
 
 
-def test_a_stream_that_opens_after_polling_began_adds_nothing_twice(world, web_server, browser_page):
+def test_a_stream_that_opens_after_polling_began_adds_nothing_twice(world, collected_static, tmp_path, request,
+                                                                    browser_page):
     """A slow stream (a busy web process, a slow proxy) opens after the page gave up waiting and polls: the page
     keeps polling and shuts the late stream, so no change reaches it twice."""
     page = browser_page
@@ -124,15 +126,18 @@ def test_a_stream_that_opens_after_polling_began_adds_nothing_twice(world, web_s
     late = re.compile(r"/runs/\d+/events/\?after=")
 
     def slow_stream(route):  # noqa: ANN001 - Playwright's Route
-        time.sleep(6)  # the page starts polling at 4 s
+        time.sleep(2.5)  # the page starts polling at 1 s (CARPWEB_LIVE_FALLBACK_MS below)
         route.continue_()
 
+    web_server = WebServer(tmp_path / "web.log", env={"CARPWEB_LIVE_FALLBACK_MS": "1000"}).start()
+    request.addfinalizer(web_server.stop)
     page.route(late, slow_stream)
     _log_in(page, web_server.url)
     cluster = lab_cluster(world)
     world.fault("server-1", "netem", "150", "0")  # a run that goes on well after the stream opened
     run = services.run_start(cluster=cluster, kind="setup")
     page.goto(f"{web_server.url}/runs/{run.pk}/")
+    assert page.get_attribute("body", "data-live-fallback-ms") == "1000"
     page.wait_for_selector("[data-run-status=ok]", timeout=90000)
     live = page.evaluate("Object.assign({}, document.querySelector('[data-live]').dataset)")
     assert live.get("polling") == "1", f"the page never fell back to polling: {live}"

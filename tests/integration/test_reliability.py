@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transacti
 def test_killed_worker_marks_run_interrupted_within_60s_and_rerun_converges(world, tmp_path):
     cluster = lab_cluster(world)
     world.fault("server-1", "netem", "200", "0")  # slow enough to kill it mid-run
-    killer = start_worker(tmp_path / "doomed.log", "doomed", "-Q", "doomed", "-P", "threads", "-c", "1")
+    killer = start_worker(tmp_path / "doomed.log", "doomed", "-Q", "doomed", "-c", "1")
     run = Run.objects.create(cluster=cluster, kind="setup", created_by_name="test")
     tasks.run_execute.apply_async((run.pk,), queue="doomed")
     assert wait_until(lambda: Step.objects.filter(run=run, status__in=["ok", "changed"]).count() >= 3)
@@ -45,7 +45,7 @@ def test_killed_worker_marks_run_interrupted_within_60s_and_rerun_converges(worl
 def test_run_time_limit_stops_a_run_that_takes_too_long(world, tmp_path):
     cluster = lab_cluster(world)
     world.fault("server-1", "netem", "300", "0")
-    limited = start_worker(tmp_path / "limited.log", "limited", "-Q", "limited", "-P", "threads", "-c", "1",
+    limited = start_worker(tmp_path / "limited.log", "limited", "-Q", "limited", "-c", "1",
                            env={"CARPWEB_RUN_TIMEOUT": "4"})
     try:
         run = Run.objects.create(cluster=cluster, kind="setup", created_by_name="test")
@@ -57,14 +57,13 @@ def test_run_time_limit_stops_a_run_that_takes_too_long(world, tmp_path):
         assert time.monotonic() - started < 30
         assert wait_until(lambda: not run.steps.filter(status__in=["pending", "running"]).exists(), limit=20)
     finally:
-        limited.terminate()
-        limited.wait(20)
+        limited.stop(grace=20)
 
 
 def test_two_workers_and_duplicate_messages_never_run_a_run_twice(world, tmp_path, celery_worker_process):
     cluster = lab_cluster(world)
-    second = start_worker(tmp_path / "second.log", "second", "-P", "threads", "-c", "2")
-    logs = [celery_worker_process.log_path, tmp_path / "second.log"]
+    second = start_worker(tmp_path / "second.log", "second", "-c", "2")
+    logs = [celery_worker_process.log, tmp_path / "second.log"]
     offsets = {log: len(log.read_text()) for log in logs}
 
     def deliveries_handled() -> int:
@@ -81,8 +80,7 @@ def test_two_workers_and_duplicate_messages_never_run_a_run_twice(world, tmp_pat
         planned = 2 * (1 + 3)  # connect + three verify steps per server
         assert run.steps.count() == planned
     finally:
-        second.terminate()
-        second.wait(20)
+        second.stop(grace=20)
 
 
 def test_slow_lossy_link_still_completes(world):

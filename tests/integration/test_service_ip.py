@@ -43,7 +43,7 @@ def test_configure_then_client_sees_vip_and_rerun_changes_nothing(world):
 
 
 def test_password_is_in_no_transcript_and_no_command(world, celery_worker_process):
-    celery_log = celery_worker_process.log_path
+    celery_log = celery_worker_process.log
     cluster = _configured(world)
     password = crypto.decrypt(cluster.service_ips.get().password_enc)
     for step in Step.objects.filter(run__cluster=cluster):

@@ -58,7 +58,7 @@ def test_another_vhids_password_and_an_old_password_reach_no_viewer(world, celer
     rows = json.dumps(list(Step.objects.filter(run__cluster=cluster).values()), default=str)
     audit = json.dumps(list(AuditEntry.objects.values()), default=str)
     pages = _everything_a_viewer_sees(runs)
-    log = celery_worker_process.log_path.read_text()
+    log = celery_worker_process.log.read_text()
     for secret in (FOREIGN, "FirstCarpPass1", "SecondCarpPass2"):
         for where, text in (("step rows", rows), ("audit", audit), ("pages and streams", pages), ("worker log", log)):
             assert secret not in text, (secret, where)
