@@ -144,7 +144,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "wizard.context.role",
+                "wizard.context_processors.role",
+                "wizard.context_processors.live",
             ],
         },
     },
@@ -247,6 +248,9 @@ CARPWEB_WEBHOOK_ALLOWED_NETWORKS = os.environ.get("CARPWEB_WEBHOOK_ALLOWED_NETWO
 # Live streams one web process holds: per session (a person's tabs) and in all; past either, 429 with a sentence.
 CARPWEB_STREAMS_PER_SESSION = int(os.environ.get("CARPWEB_STREAMS_PER_SESSION", "12"))
 CARPWEB_STREAMS_PER_PROCESS = int(os.environ.get("CARPWEB_STREAMS_PER_PROCESS", "2000"))
+# A live page that has had no event from its stream after this many milliseconds polls instead (a proxy that
+# strips or buffers event streams); tests lower it.
+CARPWEB_LIVE_FALLBACK_MS = int(os.environ.get("CARPWEB_LIVE_FALLBACK_MS", "4000"))
 # Metrics (GET /metrics, Prometheus text format): served only when a bearer token is set.
 CARPWEB_METRICS_TOKEN = os.environ.get("CARPWEB_METRICS_TOKEN", "")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .carp import events, service_ip
+from .carp import service_ip, transition_log
 from .carp import steps as carp_steps
 from .carp.steps import Phase, Step, Target, Vip
 from .models import Cluster, Run, Server, ServiceIP
@@ -37,7 +37,8 @@ CLUSTER_ROWS: dict[ClusterOp, list[tuple[str, str]]] = {
 PHASE_STEPS: dict[Phase, list[Step]] = {
     Phase.PREFLIGHT: carp_steps.PREFLIGHT, Phase.PREPARE: carp_steps.PREPARE, Phase.VERIFY: carp_steps.VERIFY,
     # Configure also installs the devd rule that reports transitions; Remove takes it away.
-    Phase.CONFIGURE: events.INSTALL + service_ip.CONFIGURE, Phase.REMOVE: service_ip.REMOVE + events.UNINSTALL,
+    Phase.CONFIGURE: transition_log.INSTALL + service_ip.CONFIGURE,
+    Phase.REMOVE: service_ip.REMOVE + transition_log.UNINSTALL,
 }
 
 

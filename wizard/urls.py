@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views, views_admin, views_health, views_live, views_notify
+from . import views, views_audit, views_health, views_live, views_notify, views_users
 
 urlpatterns = [
     path("", views.cluster_list, name="cluster-list"),
@@ -10,11 +10,11 @@ urlpatterns = [
     path("clusters/check-all/", views.check_all, name="check-all"),
     path("clusters/<int:pk>/", views.cluster_detail, name="cluster-detail"),
     path("clusters/<int:pk>/delete/", views.cluster_delete, name="cluster-delete"),
-    path("audit/", views_admin.audit_list, name="audit-list"),
-    path("audit/verify/", views_admin.audit_verify, name="audit-verify"),
-    path("users/", views_admin.user_list, name="user-list"),
-    path("account/password/", views_admin.password_change, name="password-change"),
-    path("account/tokens/", views_admin.token_list, name="token-list"),
+    path("audit/", views_audit.audit_list, name="audit-list"),
+    path("audit/verify/", views_audit.audit_verify, name="audit-verify"),
+    path("users/", views_users.user_list, name="user-list"),
+    path("account/password/", views_users.password_change, name="password-change"),
+    path("account/tokens/", views_users.token_list, name="token-list"),
     path("clusters/<int:pk>/wizard/cluster/", views.wizard_cluster, name="wizard-cluster"),
     path("clusters/<int:pk>/wizard/servers/", views.wizard_servers, name="wizard-servers"),
     path("clusters/<int:pk>/wizard/interface/", views.wizard_interface, name="wizard-interface"),

@@ -1,4 +1,5 @@
-"""Views: thin. They validate with forms, call one service, and render; htmx gets partials."""
+"""Views: thin. They validate with forms, hand the rules to services (and reads to selectors), and render; htmx
+gets partials."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Live streams (async views, served by ASGI workers): a run's rows, a cluster's page, inventory rows; and the
-polling fallback (`?format=fragments`) that returns the same changes for pages whose stream cannot connect."""
+"""The event-stream URLs as Django views: the polling fallback (`?format=fragments`) that returns the same
+changes for pages whose stream cannot connect, and the streams themselves where Django serves them (runserver,
+the test client). The deployed web processes answer streams in front of Django (wizard.live.asgi, routed by
+carpweb/asgi.py), with the same subscriptions and events (wizard.live.streams)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from . import revisions
 from .live import feeds, streams
-from .live.events import Event, last_revision, resume_point
+from .live.sse import Event, last_revision, resume_point
 from .roles import Role, has_role
 
 
@@ -47,11 +49,12 @@ async def _fragments(feed: feeds.Feed, after: int) -> HttpResponse:
 async def _answer(request: HttpRequest, kind: str, pk: int | None) -> HttpResponse | StreamingHttpResponse:
     await _viewer(request)
     after = _after(request)
-    topic = await sync_to_async(streams.topic_for)(kind, pk, streams.parse_ids(request.GET.get("ids", "")), after)
-    if topic is None:
+    ids = streams.parse_ids(request.GET.get("ids", ""))
+    subscription = await sync_to_async(streams.subscription_for)(kind, pk, ids, after)
+    if subscription is None:
         raise Http404("nothing to follow here")
     if request.GET.get("format") == "fragments":
-        return await _fragments(topic.feed, after)
+        return await _fragments(subscription.feed, after)
     # Under carpweb/asgi.py event streams never get here (its stream app serves them without a thread each);
     # a server that routes everything to Django still streams, a thread per stream.
     session_key = _watcher(request)
@@ -59,7 +62,8 @@ async def _answer(request: HttpRequest, kind: str, pk: int | None) -> HttpRespon
     async def still_allowed() -> bool:
         return bool(await sync_to_async(streams.may_watch)(session_key))
 
-    response = StreamingHttpResponse(streams.events(topic, after, still_allowed), content_type="text/event-stream")
+    response = StreamingHttpResponse(streams.events(subscription, after, still_allowed),
+                                     content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

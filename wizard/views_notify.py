@@ -10,24 +10,31 @@ from django.views.decorators.http import require_http_methods, require_POST
 from . import selectors, services
 from .forms import NotificationTargetForm
 from .models import NotificationTarget
-from .roles import Role, has_role, require_role
+from .roles import Role, require_role
+
+
+@require_http_methods(["GET", "POST"])
+def notification_list(request: HttpRequest) -> HttpResponse:
+    """Operators read the page; adding a target (its POST) is the admins' (a 403 for others, as elsewhere)."""
+    return notification_add(request) if request.method == "POST" else notification_page(request)
 
 
 @require_role(Role.OPERATOR)
-@require_http_methods(["GET", "POST"])
-def notification_list(request: HttpRequest) -> HttpResponse:
-    form = NotificationTargetForm(request.POST or None)
-    if request.method == "POST":
-        if not has_role(request.user, Role.ADMIN):
-            messages.error(request, "Adding where notifications go needs the admin role.")
-            return redirect("notification-list")
-        if form.is_valid():
-            target = services.target_add(address=form.cleaned_data["address"], cluster=form.cleaned_data["cluster"],
-                                         header_name=form.cleaned_data["header_name"],
-                                         header_value=form.cleaned_data["header_value"])
-            messages.success(request, f"Cluster events now go to {target.shown}.")
-            return redirect("notification-list")
-    return render(request, "wizard/notifications.html", {"form": form, **selectors.notifications_page()})
+def notification_page(request: HttpRequest, form: NotificationTargetForm | None = None) -> HttpResponse:
+    return render(request, "wizard/notifications.html",
+                  {"form": form or NotificationTargetForm(), **selectors.notifications_page()})
+
+
+@require_role(Role.ADMIN)
+def notification_add(request: HttpRequest) -> HttpResponse:
+    form = NotificationTargetForm(request.POST)
+    if not form.is_valid():
+        return notification_page(request, form)
+    target = services.target_add(address=form.cleaned_data["address"], cluster=form.cleaned_data["cluster"],
+                                 header_name=form.cleaned_data["header_name"],
+                                 header_value=form.cleaned_data["header_value"])
+    messages.success(request, f"Cluster events now go to {target.shown}.")
+    return redirect("notification-list")
 
 
 @require_POST

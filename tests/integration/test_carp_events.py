@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import NOTIFY_RETRIES, ROOT, worker_env
 from tests.helpers import lab_cluster, three_service_ips, wait_run, wait_until
 from wizard import services
-from wizard.carp import events
+from wizard.carp import transition_log
 from wizard.models import CarpEvent, Cluster, Delivery, Notice, Run, Server
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -99,7 +99,7 @@ def _configured(world) -> Cluster:
 
 def _node_lines(world, host: str) -> list[str]:
     """The node's own event log, read from its console (SSH may cross a cut link)."""
-    return world.exec(host, ["cat", events.LOG]).stdout.splitlines()
+    return world.exec(host, ["cat", transition_log.LOG]).stdout.splitlines()
 
 
 def _situation(cluster: Cluster) -> str:
@@ -168,7 +168,7 @@ def _assert_recorded_once(world, cluster: Cluster) -> int:
         logged = []
         for host in ("server-1", "server-2"):
             for line in _node_lines(world, host):
-                parsed = events.parse_line(line)
+                parsed = transition_log.parse_line(line)
                 assert parsed is not None, line
                 logged.append((host, parsed.seq, parsed.old, parsed.new))
         rows = CarpEvent.objects.filter(cluster=cluster).values_list("node", "seq", "old_state", "new_state")

@@ -16,12 +16,12 @@ from tests.fakes import FakeWorld
 from tests.helpers import make_cluster, wait_until
 from tests.unit.test_execution import configured, execute
 from wizard import services
-from wizard.carp import events
+from wizard.carp import transition_log
 from wizard.execution.collector import Callbacks, Collector
 from wizard.management.commands.carp_collect import callbacks
 from wizard.models import AuditEntry, CarpEvent, Cluster, Delivery, Drill, Notice, Run, Server, ServiceIP
 from wizard.services import drift
-from wizard.services import events as event_services
+from wizard.services import transitions as event_services
 from wizard.timeline import cluster_timeline
 
 LINE = "3f9a0c11d2e4 7 2026-11-25T03:12:09Z 1@em0 BACKUP -> MASTER (master timed out)"
@@ -32,31 +32,31 @@ def _line(seq: int, new: str, old: str = "BACKUP", epoch: str = "e1", vhid: int 
 
 
 def test_a_logged_line_is_parsed_and_anything_else_is_not():
-    assert events.parse_line(LINE) == events.NodeEvent(
+    assert transition_log.parse_line(LINE) == transition_log.NodeEvent(
         "3f9a0c11d2e4", 7, datetime(2026, 11, 25, 3, 12, 9, tzinfo=UTC), 1, "em0", "BACKUP", "MASTER",
         "master timed out")
-    assert events.parse_line(events.HEARTBEAT) is None
-    assert events.parse_line("Nov 25 03:12:09 server-1 kernel: carp: 1@em0: BACKUP -> MASTER") is None
-    no_clock = events.parse_line(LINE.replace("2026-11-25T03:12:09Z", "-"))
+    assert transition_log.parse_line(transition_log.HEARTBEAT) is None
+    assert transition_log.parse_line("Nov 25 03:12:09 server-1 kernel: carp: 1@em0: BACKUP -> MASTER") is None
+    no_clock = transition_log.parse_line(LINE.replace("2026-11-25T03:12:09Z", "-"))
     assert no_clock is not None and no_clock.node_time is None
-    assert events.parse_line(LINE.replace("(master timed out)", "()")).reason == ""  # type: ignore[union-attr]
+    assert transition_log.parse_line(LINE.replace("(master timed out)", "()")).reason == ""  # type: ignore[union-attr]
 
 
 def _follow_here(tmp_path, monkeypatch, epoch: str, seq: int) -> list[str]:
     """The collector's command, run by sh here on a temporary log, for a bit over one heartbeat."""
     log = tmp_path / "carp-events.log"
-    monkeypatch.setattr(events, "LOG", str(log))
+    monkeypatch.setattr(transition_log, "LOG", str(log))
     (tmp_path / "carp-events.log.1").write_text("".join(_line(n, "MASTER") + "\n" for n in (1, 2)))
     log.write_text("".join(_line(n, "BACKUP") + "\n" for n in (3, 4)))
-    command = events.follow_command(epoch, seq)
+    command = transition_log.follow_command(epoch, seq)
     proc = subprocess.run(["timeout", "2.6", "sh", "-c", command], capture_output=True, text=True, cwd=tmp_path)
     return proc.stdout.splitlines()
 
 
 def test_the_collector_reads_rotated_lines_then_the_log_after_its_place(tmp_path, monkeypatch):
     out = _follow_here(tmp_path, monkeypatch, "e1", 1)
-    assert out == [_line(2, "MASTER"), _line(3, "BACKUP"), _line(4, "BACKUP"), events.HEARTBEAT]
-    assert _follow_here(tmp_path, monkeypatch, "e1", 4) == [events.HEARTBEAT]
+    assert out == [_line(2, "MASTER"), _line(3, "BACKUP"), _line(4, "BACKUP"), transition_log.HEARTBEAT]
+    assert _follow_here(tmp_path, monkeypatch, "e1", 4) == [transition_log.HEARTBEAT]
     # Another epoch (the node's counter was reset, say after a reinstall): every line is new.
     assert len(_follow_here(tmp_path, monkeypatch, "e2", 4)) == 5
 
@@ -68,10 +68,10 @@ def test_an_epoch_from_the_database_cannot_reach_the_shell(tmp_path, monkeypatch
 
 
 def test_a_rule_someone_changed_or_removed_is_a_finding():
-    assert events.rule_problem("server-1", events.RULE_TEXT) is None
-    assert events.rule_problem("server-1", None) is None  # not read: nothing to say
-    assert "is missing" in str(events.rule_problem("server-1", ""))
-    assert "changed by someone" in str(events.rule_problem("server-1", events.RULE_TEXT + "# edited\n"))
+    assert transition_log.rule_problem("server-1", transition_log.RULE_TEXT) is None
+    assert transition_log.rule_problem("server-1", None) is None  # not read: nothing to say
+    assert "is missing" in str(transition_log.rule_problem("server-1", ""))
+    assert "changed by someone" in str(transition_log.rule_problem("server-1", transition_log.RULE_TEXT + "# edited\n"))
 
 
 @pytest.fixture
@@ -83,24 +83,25 @@ def world() -> FakeWorld:
 def test_configure_installs_the_rule_and_restarts_devd_only_when_it_changed(world, quick_carp):
     cluster = configured(world, configure=True)
     for host in world.hosts.values():
-        assert host.files[events.RULE] == events.RULE_TEXT and host.files[events.SCRIPT] == events.SCRIPT_TEXT
-        assert events.ROTATION in host.files and host.devd_restarts == 1
+        assert host.files[transition_log.RULE] == transition_log.RULE_TEXT
+        assert host.files[transition_log.SCRIPT] == transition_log.SCRIPT_TEXT
+        assert transition_log.ROTATION in host.files and host.devd_restarts == 1
     again = execute(world, cluster, "configure")
     assert not again.steps.filter(status="changed").exists()
     assert [h.devd_restarts for h in world.hosts.values()] == [1, 1]
 
-    world.hosts["server-2"].files[events.RULE] = "# emptied by hand\n"
+    world.hosts["server-2"].files[transition_log.RULE] = "# emptied by hand\n"
     execute(world, cluster, "check", trigger=Run.Trigger.SCHEDULE, actor_name=drift.SCHEDULER)
     findings = (AuditEntry.objects.get(action="drift").after or {})["findings"]
-    assert findings == [events.rule_problem("server-2", "# emptied by hand\n")]
+    assert findings == [transition_log.rule_problem("server-2", "# emptied by hand\n")]
     assert Notice.objects.get(kind=Notice.Kind.DRIFT).reason == findings[0]
     execute(world, cluster, "configure")
-    assert world.hosts["server-2"].files[events.RULE] == events.RULE_TEXT
+    assert world.hosts["server-2"].files[transition_log.RULE] == transition_log.RULE_TEXT
     assert [h.devd_restarts for h in world.hosts.values()] == [1, 2]
 
     execute(world, cluster, "remove")
     for host in world.hosts.values():
-        assert events.RULE not in host.files and events.SCRIPT not in host.files
+        assert transition_log.RULE not in host.files and transition_log.SCRIPT not in host.files
     assert [h.devd_restarts for h in world.hosts.values()] == [2, 3]
 
 
@@ -115,7 +116,7 @@ def test_each_line_is_recorded_once_and_other_vhids_only_move_the_place(world, q
     assert event_services.event_record(server_id=s1.pk, line=_line(1, "MASTER")) == cluster.pk
     assert event_services.event_record(server_id=s1.pk, line=_line(1, "MASTER")) is None  # read again
     assert event_services.event_record(server_id=s1.pk, line=_line(2, "MASTER", vhid=7)) is None
-    assert event_services.event_record(server_id=s1.pk, line=events.HEARTBEAT) is None
+    assert event_services.event_record(server_id=s1.pk, line=transition_log.HEARTBEAT) is None
     s1.refresh_from_db()
     assert CarpEvent.objects.count() == 1 and (s1.events_epoch, s1.events_seq, s1.carp_state) == ("e1", 2, "MASTER")
     assert Cluster.objects.get(pk=cluster.pk).last_transition_at == datetime(2026, 11, 25, 3, 12, 1, tzinfo=UTC)
@@ -146,7 +147,7 @@ def test_notices_when_the_master_changes_none_is_master_or_two_are(world, quick_
 
     Server.objects.filter(pk=s1.pk).update(carp_state="MASTER")  # both MASTER: a split brain, but only when...
     assert not event_services.cluster_evaluate(cluster_id=cluster.pk, heard=_heard(s1, s2))  # ...both heard since
-    later = {s.pk: timezone.now() + timedelta(seconds=events.HEARTBEAT_SECONDS + 1) for s in (s1, s2)}
+    later = {s.pk: timezone.now() + timedelta(seconds=transition_log.HEARTBEAT_SECONDS + 1) for s in (s1, s2)}
     assert event_services.cluster_evaluate(cluster_id=cluster.pk, heard=later)
     split = Notice.objects.latest("id")
     assert split.kind == Notice.Kind.SPLIT_BRAIN and split.node == "server-1, server-2"
@@ -306,24 +307,24 @@ def test_heartbeats_reach_the_database_every_half_minute_or_at_once_after_troubl
     collector = Collector(Callbacks(line=lambda s, line: None, trouble=lambda s, why, seconds: None,
                                     heard=told.append, settle=lambda c, heard: True, nodes=dict))
     for _ in range(100):
-        collector._handle("line", 7, events.HEARTBEAT)
+        collector._handle("line", 7, transition_log.HEARTBEAT)
     assert told == [7] and 7 in collector.heard
     collector._handle("trouble", 7, "12|nothing heard for 11 s")
-    collector._handle("line", 7, events.HEARTBEAT)
-    collector._handle("line", 7, events.HEARTBEAT)
+    collector._handle("line", 7, transition_log.HEARTBEAT)
+    collector._handle("line", 7, transition_log.HEARTBEAT)
     assert told == [7, 7]
 
 
 def test_a_malformed_line_is_kept_as_such_never_dropped_with_its_transition():
-    good = events.parse_line("ab12 3 2026-11-25T03:12:07Z 1@em0 BACKUP -> MASTER (master timed out)")
+    good = transition_log.parse_line("ab12 3 2026-11-25T03:12:07Z 1@em0 BACKUP -> MASTER (master timed out)")
     assert good is not None and not good.malformed
-    forged = events.parse_line("ab12 4 2026-11-25T03:12:08Z 1@em0 BACKUP -> PWNED" + "x" * 300 + " (why)")
+    forged = transition_log.parse_line("ab12 4 2026-11-25T03:12:08Z 1@em0 BACKUP -> PWNED" + "x" * 300 + " (why)")
     assert forged is not None and forged.malformed and (forged.seq, forged.new) == (4, "?")
-    assert forged.reason.startswith("malformed line (new state)") and len(forged.reason) <= events.REASON_MAX
-    odd = events.parse_line("ab12 5 2026-11-25T03:12:09Z 999@" + "e" * 40 + " MASTER -> BACKUP (\x1b[31mred)")
+    assert forged.reason.startswith("malformed line (new state)") and len(forged.reason) <= transition_log.REASON_MAX
+    odd = transition_log.parse_line("ab12 5 2026-11-25T03:12:09Z 999@" + "e" * 40 + " MASTER -> BACKUP (\x1b[31mred)")
     assert odd is not None and odd.malformed and (odd.vhid, odd.interface) == (0, "?")
     assert "\x1b" not in odd.reason and "vhid, interface, reason" in odd.reason
-    assert events.parse_line("not-hex 1 2026-11-25T03:12:09Z 1@em0 INIT -> BACKUP ()") is None
+    assert transition_log.parse_line("not-hex 1 2026-11-25T03:12:09Z 1@em0 INIT -> BACKUP ()") is None
 
 
 @pytest.mark.django_db
@@ -405,15 +406,16 @@ def test_a_full_queue_sheds_the_session_and_says_so_instead_of_growing():
 def test_a_master_that_lost_the_vip_and_took_it_back_is_an_episode():
     t0 = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
     at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
-    window = [events.Transition("server-1", "MASTER", "INIT", "hardware interface down", at(0)),
-              events.Transition("server-2", "BACKUP", "MASTER", "master timed out", at(3.4)),
-              events.Transition("server-1", "INIT", "BACKUP", "initialization complete", at(5)),
-              events.Transition("server-1", "BACKUP", "MASTER", "preempting a slower master", at(5.1)),
-              events.Transition("server-2", "MASTER", "BACKUP", "more frequent advertisement received", at(5.1))]
-    (episode,) = events.reverted_episodes(window, "server-1")
+    t = transition_log.Transition
+    window = [t("server-1", "MASTER", "INIT", "hardware interface down", at(0)),
+              t("server-2", "BACKUP", "MASTER", "master timed out", at(3.4)),
+              t("server-1", "INIT", "BACKUP", "initialization complete", at(5)),
+              t("server-1", "BACKUP", "MASTER", "preempting a slower master", at(5.1)),
+              t("server-2", "MASTER", "BACKUP", "more frequent advertisement received", at(5.1))]
+    (episode,) = transition_log.reverted_episodes(window, "server-1")
     assert (episode.node, episode.reason, episode.holders) == ("server-1", "hardware interface down", ("server-2",))
     assert episode.seconds == 5.1
-    assert events.losses(window) == 2 and events.reverted_episodes(window, "server-2") == []
+    assert transition_log.losses(window) == 2 and transition_log.reverted_episodes(window, "server-2") == []
 
 
 @pytest.mark.django_db(transaction=True)

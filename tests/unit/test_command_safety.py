@@ -18,9 +18,9 @@ from wizard.carp import cluster as carp_cluster
 from wizard.carp.facts import CommandResult
 from wizard.carp.service_ip import rc_name
 from wizard.execution import cluster_ops, drill
-from wizard.execution.context import RunContext
 from wizard.execution.node import execute_step
 from wizard.execution.recorder import Recorder
+from wizard.execution.run_context import RunContext
 from wizard.execution.session import Session
 from wizard.models import Cluster, Run, Server, Step
 from wizard.plan import CLUSTER_ROWS, PHASE_STEPS, ClusterOp, PlannedStep, plan_for, targets

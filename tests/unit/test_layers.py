@@ -14,11 +14,11 @@ PACKAGES = ("wizard", "carpweb", "lab")
 MAX_FUNCTION_LINES = 60
 # Each layer may import itself and the layers after it, never one before it.
 LAYERS = [
-    ("entry", ["carpweb.asgi", "carpweb.wsgi", "carpweb.settings", "carpweb.supervise"]),
-    ("web", ["wizard.views", "wizard.views_admin", "wizard.views_health", "wizard.views_live", "wizard.views_notify",
-             "wizard.urls", "wizard.api",
-             "wizard.forms", "wizard.documents",
-             "wizard.context", "wizard.middleware", "wizard.templatetags", "wizard.management", "carpweb.urls"]),
+    ("entry", ["carpweb.asgi", "carpweb.wsgi", "carpweb.settings", "carpweb.supervise", "carpweb.processes"]),
+    ("web", ["wizard.views", "wizard.views_audit", "wizard.views_users", "wizard.views_health", "wizard.views_live",
+             "wizard.views_notify", "wizard.urls", "wizard.api", "wizard.forms", "wizard.documents",
+             "wizard.context_processors", "wizard.middleware", "wizard.templatetags", "wizard.management",
+             "carpweb.urls"]),
     ("tasks", ["wizard.tasks"]),
     ("live", ["wizard.live"]),
     ("services", ["wizard.services", "wizard.selectors", "wizard.health", "wizard.timeline", "wizard.metrics"]),

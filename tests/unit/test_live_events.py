@@ -9,8 +9,8 @@ import pytest
 from tests.helpers import make_cluster
 from wizard import revisions
 from wizard.live import feeds
-from wizard.live.events import Event, frames, resume_point
 from wizard.live.hub import Watcher
+from wizard.live.sse import Event, frames, resume_point
 from wizard.models import Run, Step
 
 

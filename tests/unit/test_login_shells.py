@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.unit import test_command_safety as safety
-from wizard.carp import events
+from wizard.carp import transition_log
 from wizard.carp.facts import batch_command
 from wizard.carp.shell import printf_text, quote_for_any_shell, remote_command
 
@@ -39,8 +39,9 @@ def cluster():
 @pytest.mark.django_db
 def test_every_command_reaches_sh_unchanged_under_csh_and_sh(cluster):
     corpus = [c for c, _ in safety._commands(cluster, "em0", "192.0.2.100")]
-    corpus += [events.write_file(path, text, mode) for path, (text, mode) in events.FILES.items()]
-    corpus += [events.follow_command("ab12", 7), batch_command(["ifconfig em0", "sysctl net.inet.carp"], "f" * 16),
+    corpus += [transition_log.write_file(path, text, mode) for path, (text, mode) in transition_log.FILES.items()]
+    corpus += [transition_log.follow_command("ab12", 7),
+               batch_command(["ifconfig em0", "sysctl net.inet.carp"], "f" * 16),
                "echo 'it''s' \"$HOME\" `id` $(id) a!b !! \\! {a,b} * ~root"]
     assert len(corpus) > 60
     for command in corpus:
@@ -50,7 +51,7 @@ def test_every_command_reaches_sh_unchanged_under_csh_and_sh(cluster):
 
 
 def test_a_whole_file_is_written_exactly_by_printf():
-    text = events.SCRIPT_TEXT + "\\ back\\slash \\n not a newline, 100% %s\n\tend\n"
+    text = transition_log.SCRIPT_TEXT + "\\ back\\slash \\n not a newline, 100% %s\n\tend\n"
     res = subprocess.run(["/bin/sh", "-c", f"printf {printf_text(text)}"], capture_output=True, text=True,
                          timeout=10, check=True)
     assert res.stdout == text

@@ -131,6 +131,11 @@ def test_create_admin_takes_its_password_from_stdin_never_argv(monkeypatch):
     assert "from-stdin-Pass-9" not in out.getvalue()
     assert logs_in("root2", "from-stdin-Pass-9")
     assert role_of(User.objects.get(username="root2")) == Role.ADMIN
+    User.objects.filter(username="root2").update(is_active=False)  # locked out: the command is the way back in
+    monkeypatch.setattr(sys, "stdin", io.StringIO("reset-Pass-10\n"))
+    call_command("create_admin", "root2", "--password-stdin", stdout=io.StringIO())
+    assert logs_in("root2", "reset-Pass-10") and not logs_in("root2", "from-stdin-Pass-9")
+    assert User.objects.filter(username="root2", is_superuser=True).count() == 1
 
 
 def test_one_address_trying_many_names_is_stopped(settings, client):

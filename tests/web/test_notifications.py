@@ -135,3 +135,17 @@ def test_metrics_are_off_without_a_token_and_refused_with_a_wrong_one(client, se
     assert 'carpweb_carp_transitions_total{cluster="web",node="server-1",vhid="1"} 1.0' in body
     assert "carpweb_workers " in body and "carpweb_runs" in body
 
+
+
+def test_an_operator_reads_the_notifications_page_but_cannot_add_a_target(client):
+    from wizard import services
+    from wizard.roles import Role
+
+    operator = services.user_create(username="op", password="operator-pass-1", role=Role.OPERATOR,
+                                    must_change_password=False)
+    client.force_login(operator)
+    page = client.get("/notifications/")
+    assert page.status_code == 200 and "Send cluster events to" not in page.content.decode()
+    res = client.post("/notifications/", {"address": "https://hooks.example.org/carp"})
+    assert res.status_code == 403
+    assert not NotificationTarget.objects.exists()

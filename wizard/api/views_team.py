@@ -21,7 +21,7 @@ from ..documents import form_errors
 from ..forms import NotificationTargetForm, UserCreateForm
 from ..models import AuditEntry, CarpEvent, Cluster, Notice, NotificationTarget
 from ..roles import Role
-from ..views_admin import export_csv, export_json
+from ..views_audit import export_csv, export_json
 from . import serializers as s
 from .views import ById, NewestFirst, filters, refused
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import events, facts
+from . import facts, transition_log
 from .facts import Fact, q
 from .service_ip import RC_CONF, alias_slot
 from .steps import Target, Vip
@@ -65,7 +65,8 @@ def probe_command(vip: str, count: int = PROBE_COUNT, interval: float = PROBE_IN
 def reads(t: Target) -> list[Fact[Any]]:
     """What Check reads on each node: every interface (its service IPs may sit on several), CARP's sysctls,
     rc.conf and the devd rule."""
-    return [facts.Ifconfig(), facts.SysctlTree(CARP_SYSCTLS), facts.FileText(RC_CONF), facts.FileText(events.RULE)]
+    return [facts.Ifconfig(), facts.SysctlTree(CARP_SYSCTLS), facts.FileText(RC_CONF),
+            facts.FileText(transition_log.RULE)]
 
 
 @dataclass
@@ -187,7 +188,7 @@ def _node_problems(n: NodeFacts, vips: tuple[Vip, ...]) -> list[str]:
         elif f.rc_line is not None and f.advskew is not None and f"advskew {f.advskew} " not in f.rc_line:
             problems.append(f"{n.name}: /etc/rc.conf and the running advskew ({f.advskew}) of vhid {vip.vhid} "
                             "disagree.")
-    rule = events.rule_problem(n.name, n.events_rule)
+    rule = transition_log.rule_problem(n.name, n.events_rule)
     if rule:
         problems.append(rule)
     return problems

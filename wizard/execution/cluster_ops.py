@@ -17,8 +17,8 @@ from ..carp import facts
 from ..carp.cluster import Diagnosis, NodeFacts
 from ..models import Cluster, Server, ServiceIP, Step
 from ..ssh import SSHError
-from .context import RunContext
 from .recorder import Recorder
+from .run_context import RunContext
 from .session import Session, Transcript
 from .waits import until
 

@@ -1,4 +1,4 @@
-"""The collector: one long-lived SSH session per CARP node, following its transition log (wizard.carp.events).
+"""The collector: one long-lived SSH session per CARP node, following its transition log (wizard.carp.transition_log).
 
 Each line goes, in order, to one writer thread (one database connection, whatever the number of nodes). A
 session that breaks is opened again with backoff, resuming after the last line recorded, so transitions made
@@ -20,13 +20,13 @@ from datetime import datetime
 from django.db import close_old_connections
 from django.utils import timezone
 
-from ..carp import events
+from ..carp import transition_log
 from ..models import Server
 from ..ssh import SSHError
 from .connect import Connector, ssh_connect
 
 log = logging.getLogger(__name__)
-IDLE_TIMEOUT = 3 * events.HEARTBEAT_SECONDS + 5  # no line, not even a heartbeat: the session is dead
+IDLE_TIMEOUT = 3 * transition_log.HEARTBEAT_SECONDS + 5  # no line, not even a heartbeat: the session is dead
 BACKOFF = (1, 2, 4, 8, 15, 30)  # seconds before each next try, the last one repeated
 SETTLE_SECONDS = 3.0  # a failover is two transitions on two nodes: judge the cluster once both are in
 SETTLE_MAX = 15.0  # a node that logs every few seconds postpones its cluster's judgement at most this long
@@ -65,7 +65,7 @@ class Follower(threading.Thread):
         transport = self.connector(server)
         self.transport = transport
         try:
-            command = events.follow_command(server.events_epoch or "-", server.events_seq)
+            command = transition_log.follow_command(server.events_epoch or "-", server.events_seq)
             transport.follow(command, self._offer, IDLE_TIMEOUT)
         finally:
             transport.close()
@@ -157,7 +157,7 @@ class Collector:
     def _handle(self, kind: str, ident: int, text: str) -> None:
         if kind == "line":
             self.heard[ident] = timezone.now()
-            if text.startswith(events.HEARTBEAT):
+            if text.startswith(transition_log.HEARTBEAT):
                 # A heartbeat is news for the database only now and then, or when the node was in trouble:
                 # a thousand nodes send five hundred a second.
                 if ident in self.troubled or time.monotonic() - self.told.get(ident, -HEARD_EVERY) >= HEARD_EVERY:

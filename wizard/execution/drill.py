@@ -17,7 +17,7 @@ from ..models import Drill, Step
 from ..plan import CLUSTER_ROWS, ClusterOp
 from ..ssh import SSHError
 from .cluster_ops import OpFailed, Probe, begin, finish, gather, is_master, prober_session
-from .context import RunContext
+from .run_context import RunContext
 from .session import Transcript
 from .waits import until
 

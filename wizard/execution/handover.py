@@ -19,7 +19,7 @@ from ..carp import facts
 from ..models import Drill, Server, Step
 from ..ssh import SSHError
 from .cluster_ops import OpFailed, begin, finish, gather, is_master, set_demotion
-from .context import RunContext
+from .run_context import RunContext
 from .session import Session, Transcript
 from .waits import until
 

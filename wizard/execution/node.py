@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .. import audit
 from ..carp.facts import CommandResult, is_private, private_summary
+from ..carp.rcconf import RcSyntaxError
+from ..carp.service_ip import RC_CONF
 from ..carp.steps import Change, Outcome, Verdict
 from ..models import Server, Step
 from ..plan import PlannedStep
 from ..ssh import SSHError
-from .context import RunContext
+from .run_context import RunContext
 from .session import Session, Transcript
 
 NO_SESSION = "not run: no SSH session"
@@ -26,8 +27,7 @@ def connect(ctx: RunContext, server: Server) -> Session | None:
     except SSHError as e:
         ctx.recorder.finish(row, Step.Status.FAILED, e.message)
         if e.kind == "hostkey" and server.host_key:
-            audit.record("hostkey.mismatch", obj=server, after={"message": e.message}, link=ctx.run_link,
-                         actor_name="system")
+            ctx.hostkey_mismatches.append((server, e.message))
         ctx.recorder.skip_pending(server, NO_SESSION)
         return None
     session = Session(server.name, transport)
@@ -78,6 +78,11 @@ def execute_step(ctx: RunContext, session: Session, planned: PlannedStep, row: S
             verdict, last = apply_change(session, verdict, transcript, on_line=live)
     except SSHError as e:
         verdict = Outcome(Verdict.FAILED, e.message)
+        if e.kind == "hostkey":  # a warm connection replaced mid-step met another key
+            ctx.hostkey_mismatches.append((ctx.server(session.name), e.message))
+    except RcSyntaxError as e:  # the node's rc.conf: sh (and so sysrc and rc at boot) cannot read it either
+        verdict = Outcome(Verdict.FAILED, f"{RC_CONF} does not parse as sh ({e}); sysrc and rc cannot read it "
+                                          "either. Fix that line on the node, then run again.")
     ctx.recorder.finish(row, verdict.status, verdict.message, transcript, last)
     return verdict.status != Verdict.FAILED
 

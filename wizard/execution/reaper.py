@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from django.db import connection
 from django.utils import timezone
 
-from .. import audit, links, revisions
+from .. import revisions
 from ..models import Run, Step
 
 HEARTBEAT_SECONDS = 5
@@ -40,8 +40,9 @@ def heartbeat(run_id: int) -> Iterator[None]:
         thread.join()
 
 
-def runs_reap() -> list[int]:
-    """Mark as interrupted the runs whose worker stopped beating (killed, or the machine died)."""
+def mark_interrupted() -> list[int]:
+    """Mark as interrupted the runs whose worker stopped beating (killed, or the machine died); their ids. What
+    that means beyond the rows (the audit log) is the services' (services.runs_reap)."""
     stale = stale_since()
     dead = list(Run.objects.filter(status=Run.Status.RUNNING, heartbeat__lt=stale).values_list("pk", flat=True))
     reaped = []
@@ -55,8 +56,5 @@ def runs_reap() -> list[int]:
             Step.objects.filter(run_id=pk, status__in=Step.UNFINISHED).update(
                 status=Step.Status.SKIPPED, message="not finished: the worker stopped", live="", rev=rev)
             revisions.touch_run(pk, rev)
-        run = Run.objects.select_related("cluster").get(pk=pk)
-        audit.record("run.interrupted", obj=run, cluster=run.cluster, after={"kind": run.kind},
-                     link=links.run_page(pk), actor_name="system")
         reaped.append(pk)
     return reaped

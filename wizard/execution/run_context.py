@@ -26,6 +26,8 @@ class RunContext:
     passwords: dict[str, str]  # each service IP's CARP password, by Vip.key
     sessions: dict[str, Session] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
+    # Servers that presented a host key other than the pinned one, with the message: the service audits them.
+    hostkey_mismatches: list[tuple[Server, str]] = field(default_factory=list)
 
     @property
     def run_link(self) -> str:

@@ -9,21 +9,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from .. import crypto, revisions
-from ..models import Run, Step
+from ..models import Run, Server, Step
 from ..plan import ClusterOp, run_plan, targets
 from ..ssh import SSHError
 from . import cluster_ops, drill, handover
 from .connect import Connector, ssh_lease
-from .context import RunContext
 from .node import connect, execute_stage
 from .reaper import heartbeat
 from .recorder import Recorder
+from .run_context import RunContext
 from .slots import Slots
 from .waits import Stopped
 
@@ -180,7 +181,15 @@ def _finish(ctx: RunContext, timed_out: bool, error: str = "") -> None:
     run.refresh_from_db()
 
 
-def run_execute(run_id: int, connector: Connector = ssh_lease) -> Run | None:
+@dataclass(frozen=True)
+class Executed:
+    """A finished run, and what the service records about it beyond its rows."""
+
+    run: Run
+    hostkey_mismatches: list[tuple[Server, str]]
+
+
+def run_execute(run_id: int, connector: Connector = ssh_lease) -> Executed | None:
     """Execute a pending run; None when another worker claimed it first. Safe to run again after an
     interruption: every step is idempotent."""
     if not claim(run_id):
@@ -198,4 +207,4 @@ def run_execute(run_id: int, connector: Connector = ssh_lease) -> Run | None:
                                        f"{SLOTS.limit})")
     _finish(ctx, timed_out, error)
     log.info("run %s %s on cluster %s: %s", run.pk, run.kind, run.cluster.name, run.status)
-    return run
+    return Executed(run, ctx.hostkey_mismatches)

@@ -20,8 +20,8 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from .db import in_thread
-from .events import resume_point
-from .streams import ADMISSION, TooManyStreams, events, may_watch, parse_ids, topic_for, watcher
+from .sse import resume_point
+from .streams import ADMISSION, TooManyStreams, events, may_watch, parse_ids, subscription_for, watcher
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -87,12 +87,12 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
 async def _stream(send: Send, receive: Receive, kind: str, pk: int | None, query: dict[str, list[str]],
                   headers: dict[str, str], session_key: str) -> None:
     after = resume_point(headers.get("last-event-id"), (query.get("after") or [""])[0])
-    topic = await in_thread(topic_for)(kind, pk, parse_ids((query.get("ids") or [""])[0]), after)
-    if topic is None:
+    subscription = await in_thread(subscription_for)(kind, pk, parse_ids((query.get("ids") or [""])[0]), after)
+    if subscription is None:
         await _plain(send, 404, "Nothing to follow here.")
         return
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-    pump = asyncio.create_task(_pump(send, events(topic, after, lambda: in_thread(may_watch)(session_key))))
+    pump = asyncio.create_task(_pump(send, events(subscription, after, lambda: in_thread(may_watch)(session_key))))
     gone = asyncio.create_task(_until_gone(receive))
     await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
     for task in (pump, gone):

@@ -9,7 +9,7 @@ from django.template.loader import render_to_string
 
 from .. import selectors
 from ..models import Cluster, Run
-from .events import Event
+from .sse import Event
 
 Feed = Callable[[int, int], list[Event]]  # (after, upto) -> the events of revisions after < rev <= upto
 RUN = "wizard/run_detail.html"

@@ -17,8 +17,8 @@ from django.db import connection
 
 from .. import revisions
 from .db import in_thread
-from .events import Event, frames
 from .feeds import Feed
+from .sse import Event, frames
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05  # embedded mode: how often the counter is read

@@ -1,4 +1,4 @@
-"""A live stream, whatever serves it: which topic a request watches, who may watch, and the events it sends."""
+"""A live stream, whatever serves it: what a request subscribes to, who may watch, and the events it sends."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from ..models import Cluster, Run
 from ..roles import Role, has_role
 from ..services import tokens
 from . import feeds
-from .events import KEEPALIVE, Event, frames, hello
 from .hub import HUB
+from .sse import KEEPALIVE, Event, frames, hello
 
 KEEPALIVE_SECONDS = 15
 MAX_INVENTORY_IDS = 200
@@ -63,7 +63,9 @@ ADMISSION = Admission()
 
 
 @dataclass(frozen=True)
-class Topic:
+class Subscription:
+    """What one stream request follows: the hub's topic `key`, its feed of changes, and its notice."""
+
     key: tuple[object, ...]
     feed: feeds.Feed
     notice: Callable[[], str] | None = None
@@ -97,35 +99,35 @@ def parse_ids(text: str) -> frozenset[int]:
     return frozenset(int(w) for w in text.split(",")[:MAX_INVENTORY_IDS] if w.strip().isdigit())
 
 
-def topic_for(kind: str, pk: int | None, ids: frozenset[int], after: int) -> Topic | None:
-    """The topic of a stream request, or None when what it watches does not exist."""
+def subscription_for(kind: str, pk: int | None, ids: frozenset[int], after: int) -> Subscription | None:
+    """The subscription of a stream request, or None when what it watches does not exist."""
     if kind == "inventory":
-        return Topic(("inventory", ids), partial(feeds.inventory_events, ids))
+        return Subscription(("inventory", ids), partial(feeds.inventory_events, ids))
     if pk is None:
         return None
     if kind == "run":
         run = Run.objects.filter(pk=pk).only("status", "rev").first()
         if run is None:
             return None
-        return Topic(("run", pk), partial(feeds.run_events, pk), partial(feeds.run_notice, pk),
-                     ended=run.done and after >= run.rev)
+        return Subscription(("run", pk), partial(feeds.run_events, pk), partial(feeds.run_notice, pk),
+                            ended=run.done and after >= run.rev)
     if kind == "cluster":
         if not Cluster.objects.filter(pk=pk).exists():
             return None
-        return Topic(("cluster", pk), partial(feeds.cluster_events, pk))
+        return Subscription(("cluster", pk), partial(feeds.cluster_events, pk))
     return None
 
 
-async def events(topic: Topic, after: int,
+async def events(subscription: Subscription, after: int,
                  still_allowed: Callable[[], Awaitable[bool]] | None = None) -> AsyncIterator[str]:
     """The stream's text: hello, then every change after `after` as it happens; ends after a run's end, or once
     `still_allowed` says no (logged out, deactivated, no longer a viewer): asked every KEEPALIVE_SECONDS, busy or
     quiet, so such a stream ends within that time."""
     yield hello()
-    if topic.ended:
+    if subscription.ended:
         yield frames([Event("end", "", None)])
         return
-    watcher = await HUB.watch(topic.key, topic.feed, after, topic.notice)
+    watcher = await HUB.watch(subscription.key, subscription.feed, after, subscription.notice)
     loop = asyncio.get_running_loop()
     next_check = loop.time() + KEEPALIVE_SECONDS
     try:

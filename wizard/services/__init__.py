@@ -19,13 +19,13 @@ from .clusters import (
     unicast_offer,
 )
 from .errors import ConcurrentEdit, RoleRequired, ServiceError
-from .events import cluster_evaluate, event_record, flapping_calm_check, followed_nodes, node_heard, node_trouble
 from .fleet import NOT_READY, FleetItem, drift_check_all, fleet_start
 from .fleet import Outcome as FleetOutcome
 from .hostkeys import DiscoveredServer, HostKeyOffer, host_keys_fetch, host_keys_pin, interfaces_discover
 from .notifications import DELIVER, DeliveryFailed, delivery_attempt, notice_send, target_add, target_delete
 from .runs import run_execute, run_start, runs_reap
-from .users import must_change_password, password_change, user_create, user_set_active, user_set_role
+from .transitions import cluster_evaluate, event_record, flapping_calm_check, followed_nodes, node_heard, node_trouble
+from .users import admin_account, must_change_password, password_change, user_create, user_set_active, user_set_role
 
 __all__ = [
     "APPLIED_FIELDS", "DELIVER", "ConcurrentEdit", "RoleRequired",
@@ -39,7 +39,7 @@ __all__ = [
     "host_keys_fetch", "host_keys_pin", "interfaces_discover", "run_execute", "run_start",
     "runs_reap", "servers_save", "service_ips_save", "shared_servers", "service_ip_suggest", "unicast_offer",
     "interfaces_seen",
-    "user_create", "user_set_role",
+    "admin_account", "user_create", "user_set_role",
     "user_set_active",
     "password_change", "must_change_password",
 ]

@@ -13,12 +13,11 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
 
-from ..execution import reaper
 from ..models import Cluster, Run
 from .clusters import cluster_readiness
 from .drift import SCHEDULER
 from .errors import ServiceError
-from .runs import run_start_ready
+from .runs import run_start_ready, runs_reap
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def fleet_start(*, kind: str | None, user: Any = None, trigger: str = Run.Trigge
     if kind is not None and kind not in FLEET_KINDS:
         raise ServiceError(f"{kind} cannot run on every cluster at once; choose one of {', '.join(FLEET_KINDS)}")
     items = []
-    reaper.runs_reap()  # once for the whole fleet: a run whose worker died must not block its cluster
+    runs_reap()  # once for the whole fleet: a run whose worker died must not block its cluster
     for cluster in clusters_annotated():
         chosen, reason = applicable_kind(cluster, kind)
         problems = cluster_readiness(cluster=cluster) if chosen else []

@@ -84,7 +84,7 @@ def _create(cluster: Cluster, kind: str, node: Server | None, sip: ServiceIP | N
         # The row lock serialises concurrent starts across web processes and machines.
         Cluster.objects.select_for_update().get(pk=cluster.pk)
         if reap:
-            reaper.runs_reap()  # a run whose worker died must not block the cluster forever
+            runs_reap()  # a run whose worker died must not block the cluster forever
         busy = cluster.runs.filter(status__in=Run.ACTIVE).first()
         if busy:
             raise ServiceError(f"{busy} is still in progress on {cluster.name}; wait for it to finish.")
@@ -123,9 +123,13 @@ def run_execute(*, run_id: int, connector: Connector = ssh_lease) -> Run:
     first is left alone (a duplicated or redelivered message)."""
     run = Run.objects.select_related("cluster").get(pk=run_id)
     before = drift.states(run.cluster)
-    executed = runner.run_execute(run_id, connector)
-    if executed is None:
+    done = runner.run_execute(run_id, connector)
+    if done is None:
         return run
+    executed = done.run
+    for server, message in done.hostkey_mismatches:
+        audit.record("hostkey.mismatch", obj=server, after={"message": message}, link=links.run_page(executed.pk),
+                     actor_name="system")
     _update_cluster_flags(executed)
     audit.record("run.finish", obj=executed, cluster=executed.cluster,
                  after={"kind": executed.kind, "status": executed.status, "summary": executed.summary},
@@ -138,4 +142,9 @@ def run_execute(*, run_id: int, connector: Connector = ssh_lease) -> Run:
 
 
 def runs_reap() -> list[int]:
-    return reaper.runs_reap()
+    """Runs whose worker stopped beating are marked interrupted, each one audited; their ids."""
+    reaped = reaper.mark_interrupted()
+    for run in Run.objects.filter(pk__in=reaped).select_related("cluster"):
+        audit.record("run.interrupted", obj=run, cluster=run.cluster, after={"kind": run.kind},
+                     link=links.run_page(run.pk), actor_name="system")
+    return reaped

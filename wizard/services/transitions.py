@@ -11,12 +11,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import revisions
-from ..carp import events
+from ..carp import transition_log
 from ..models import CarpEvent, Cluster, Notice, Server
 from .notifications import notice_send
 
 UNREACHABLE_AFTER = 60.0  # seconds a node may be out of reach before a notice says so
-FRESH = timedelta(seconds=2.5 * events.HEARTBEAT_SECONDS)  # a node heard within this counts when judging
+FRESH = timedelta(seconds=2.5 * transition_log.HEARTBEAT_SECONDS)  # a node heard within this counts when judging
 
 
 def followed_nodes() -> dict[int, str]:
@@ -29,7 +29,7 @@ def followed_nodes() -> dict[int, str]:
 
 def event_record(*, server_id: int, line: str) -> int | None:
     """Record one line of a node's event log; the cluster to judge when it was one of its transitions."""
-    event = events.parse_line(line)
+    event = transition_log.parse_line(line)
     if event is None:
         return None
     server = Server.objects.select_related("cluster").get(pk=server_id)
@@ -50,7 +50,7 @@ def event_record(*, server_id: int, line: str) -> int | None:
                                          seq=event.seq)
         except IntegrityError:
             return None  # read again after a reconnect: recorded already
-        if event.new in events.STATES:
+        if event.new in transition_log.STATES:
             Server.objects.filter(pk=server.pk).update(carp_state=event.new)
         Cluster.objects.filter(pk=cluster.pk).update(last_transition_at=event.node_time or now, rev=rev)
     return cluster.pk
@@ -94,19 +94,19 @@ def situation_of(cluster: Cluster, heard: dict[int, datetime], now: datetime) ->
     if masters:
         latest = CarpEvent.objects.filter(cluster=cluster).order_by("-received").values_list("received", flat=True)
         arrived = latest.first()
-        after = arrived + timedelta(seconds=events.HEARTBEAT_SECONDS) if arrived else None
+        after = arrived + timedelta(seconds=transition_log.HEARTBEAT_SECONDS) if arrived else None
         return ("split" if after is None or all(heard[n.pk] >= after for n in masters) else None), names
     return ("none" if len(fresh) == len(nodes) else None), names
 
 
-def _transitions(rows: Any) -> list[events.Transition]:
-    return [events.Transition(e.node, e.old_state, e.new_state, e.reason, e.node_time or e.received, e.vhid)
+def _transitions(rows: Any) -> list[transition_log.Transition]:
+    return [transition_log.Transition(e.node, e.old_state, e.new_state, e.reason, e.node_time or e.received, e.vhid)
             for e in rows]
 
 
 def _losses_lately(cluster: Cluster) -> int:
     since = timezone.now() - timedelta(minutes=settings.CARPWEB_FLAP_MINUTES)
-    return events.losses(_transitions(CarpEvent.objects.filter(cluster=cluster, received__gte=since)))
+    return transition_log.losses(_transitions(CarpEvent.objects.filter(cluster=cluster, received__gte=since)))
 
 
 def cluster_evaluate(*, cluster_id: int, heard: dict[int, datetime]) -> bool:
@@ -134,7 +134,7 @@ def cluster_evaluate(*, cluster_id: int, heard: dict[int, datetime]) -> bool:
         elif changed and not (situation.startswith("master:") and not cluster.situation):
             _notice_for(cluster, situation, masters, _moved(cluster, cluster.events_judged))
         elif not changed and len(masters) == 1:
-            episodes = events.reverted_episodes(_transitions(window), masters[0])
+            episodes = transition_log.reverted_episodes(_transitions(window), masters[0])
             if episodes:
                 _notice_reverted(cluster, episodes)
     return True
@@ -168,7 +168,7 @@ def _moved(cluster: Cluster, since_id: int) -> tuple[str, int | None]:
     return addresses_of(cluster, vhids or None), next(iter(vhids))[0] if len(vhids) == 1 else None
 
 
-def _notice_reverted(cluster: Cluster, episodes: list[events.Episode]) -> Notice:
+def _notice_reverted(cluster: Cluster, episodes: list[transition_log.Episode]) -> Notice:
     """One notice for what the window held: who lost which addresses, for how long, why, and who held them."""
     moved = addresses_of(cluster)
     parts = [f"{e.node} lost {moved} for {e.seconds:.1f} s ({e.reason or 'no reason logged'}); "

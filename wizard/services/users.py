@@ -26,6 +26,21 @@ def user_create(*, username: str, password: str, role: Role, must_change_passwor
     return user
 
 
+def admin_account(*, username: str, password: str) -> Any:
+    """The first admin (manage.py create_admin): created with this password, or, when it exists, its password
+    reset and its access restored; a superuser, so Django's admin (beat's schedules) opens for it too. The person
+    chose (or was shown) this password: no forced change."""
+    with transaction.atomic():
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            user = user_create(username=username, password=password, role=Role.ADMIN, must_change_password=False)
+        else:
+            user.set_password(password)
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.save()
+    return user
+
+
 def _active_admins() -> Any:
     return get_user_model().objects.filter(is_active=True).filter(Q(is_superuser=True) | Q(groups__name=Role.ADMIN))
 

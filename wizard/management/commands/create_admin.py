@@ -12,7 +12,6 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from wizard import services
-from wizard.roles import Role
 
 
 class Command(BaseCommand):
@@ -36,12 +35,5 @@ class Command(BaseCommand):
             raise CommandError("the password given is empty")
         shown = not password
         password = password or secrets.token_urlsafe(12)
-        if user is None:
-            # The first admin chose (or was shown) this password themselves: no forced change.
-            user = services.user_create(username=username, password=password, role=Role.ADMIN,
-                                        must_change_password=False)
-        else:
-            user.set_password(password)
-        user.is_staff = user.is_superuser = user.is_active = True  # Django's admin (beat's schedules) too
-        user.save()
+        services.admin_account(username=username, password=password)
         self.stdout.write(f"admin account {username!r} ready" + (f"; password: {password}" if shown else ""))
