@@ -13,6 +13,16 @@ from carpweb import processes
 
 pytest_plugins = ["lab.pytest_plugin"]
 ROOT = Path(__file__).resolve().parent.parent
+FOLDERS = ("unit", "web", "integration", "e2e", "lab")  # the fast ones first: they need no root and no lab
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the folders in FOLDERS' order (each keeps its own), so a quick failure shows before the lab's."""
+    def rank(item: pytest.Item) -> int:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        return FOLDERS.index(parts[0]) if len(parts) > 1 and parts[0] in FOLDERS else len(FOLDERS)
+
+    items.sort(key=rank)
 
 
 def _db_url(settings_dict: dict) -> str:
