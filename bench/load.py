@@ -11,6 +11,7 @@ database: none lost, none twice, all finished.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -116,11 +117,10 @@ def main() -> dict[str, object]:
             cwd=ROOT, env={**env, "CARPWEB_LOAD_RUNS": ",".join(str(r.pk) for r in runs),
                            "CARPWEB_LOAD_SESSION": session_id},
             capture_output=True, text=True, timeout=args.seconds + 120, check=False)
-        deadline = time.monotonic() + 120
-        while Run.objects.filter(pk__in=[r.pk for r in runs], status__in=["pending", "running"]).exists():
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        with contextlib.suppress(waiting.TimedOut):  # the figures then show the unfinished runs
+            waiting.wait_until(lambda: not Run.objects.filter(pk__in=[r.pk for r in runs],
+                                                              status__in=["pending", "running"]).exists(),
+                               120, "the runs to finish", every=0.5)
         runs_wall = time.monotonic() - t0
         stats = {row["Name"]: row for row in csv.DictReader(open(f"{prefix}_stats.csv"))}  # noqa: SIM115
         progress = stats.get("/runs/[id]/events/?format=fragments", {})

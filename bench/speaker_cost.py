@@ -16,6 +16,7 @@ import time
 sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(
     __file__))))
 
+from carpweb import waiting  # noqa: E402
 from lab.topology import LabConfig  # noqa: E402
 from lab.world import Lab  # noqa: E402
 
@@ -56,9 +57,8 @@ def main() -> int:
             for info in lab.status():
                 lab.reset_host(info.name)
             configure(lab, count)
-            deadline = time.monotonic() + 20
-            while masters(lab, "server-1") < count and time.monotonic() < deadline:
-                time.sleep(0.2)
+            waiting.wait_until(lambda: masters(lab, "server-1") >= count, 20,  # noqa: B023 - used at once
+                               f"server-1 to be MASTER of {count} vhids", every=0.2)
             pids = {h: speaker_pid(lab, h) for h in ("server-1", "server-2")}
             before = {h: cpu_seconds(p) for h, p in pids.items()}
             time.sleep(args.seconds)

@@ -14,7 +14,7 @@ class TimedOut(Exception):
     """What was waited for did not come in time; the message says what it was."""
 
 
-def wait_until[T](predicate: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:
+def wait_until[T](predicate: Callable[[], T | None], timeout: float, what: str, every: float = 0.05) -> T:
     """Call `predicate` until it returns something truthy (returned) or `timeout` seconds pass (TimedOut, naming
     `what`). An exception from `predicate` ends the wait at once (a process that died, say)."""
     deadline = time.monotonic() + timeout

@@ -12,12 +12,12 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from carpweb import waiting
 from lab.pytest_plugin import require_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.browser, pytest.mark.slow]
@@ -55,15 +55,16 @@ class Started:
         return "\n".join(self.lines)
 
     def wait_for(self, pattern: str, limit: float) -> re.Match[str]:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.output)
-            if found:
-                return found
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"no {pattern!r} in the output of {self.proc.args!r}:\n{self.output[-4000:]}")
+        def found() -> re.Match[str] | None:
+            if self.proc.poll() is not None and not re.search(pattern, self.output):
+                raise waiting.TimedOut("the process exited")
+            return re.search(pattern, self.output)
+
+        try:
+            return waiting.wait_until(found, limit, repr(pattern), every=0.1)
+        except waiting.TimedOut as e:
+            raise AssertionError(f"no {pattern!r} in the output of {self.proc.args!r} ({e}):\n"
+                                 f"{self.output[-4000:]}") from None
 
     def stop(self) -> None:
         if self.proc.poll() is None:
