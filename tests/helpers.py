@@ -5,7 +5,7 @@ from __future__ import annotations
 from carpweb import waiting
 from lab.world import Lab
 from wizard import crypto, services
-from wizard.models import Cluster, Run, Server, ServiceIP
+from wizard.models import Cluster, Run, Server, ServiceIP, Step
 
 
 def lab_cluster(lab: Lab, *, name: str = "web", users=("root", "root"), privileges=("root", "root"),
@@ -71,11 +71,19 @@ def wait_until(condition, limit: float = 30.0, every: float = 0.05, what: str = 
 
 
 def wait_run(run: Run, limit: float = 60) -> Run:
+    """Until the run is done; if it is not within `limit`, the failure shows where it stands: its status and
+    every row not finished, with what it last showed."""
     def finished() -> bool:
         run.refresh_from_db()
         return run.done
 
-    wait_until(finished, limit, 0.1)
+    try:
+        waiting.wait_until(finished, limit, f"{run} to finish", every=0.1)
+    except waiting.TimedOut as e:
+        open_rows = [f"{s.where} {s.name}: {s.status} {s.message!r} live={s.live[-300:]!r}"
+                     for s in run.steps.filter(status__in=Step.UNFINISHED).order_by("pk")]
+        raise AssertionError(f"{e}; the run is {run.status}, heartbeat {run.heartbeat}; rows not finished:\n"
+                             + "\n".join(open_rows)) from None
     return run
 
 

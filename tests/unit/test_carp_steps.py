@@ -75,6 +75,13 @@ def test_interface_step_explains_a_missing_interface():
     assert out.status == s.Verdict.FAILED and "has: em0 lo0" in out.message
 
 
+def test_interface_step_tells_a_failed_listing_from_a_missing_interface():
+    out = judge("interface", r(1, "", "ifconfig: Resource temporarily unavailable\n"), r(1, "", ""))
+    assert out.status == s.Verdict.FAILED
+    assert out.message.startswith("`ifconfig -l` on server-1 listed no interface (exit 1: ifconfig: Resource "
+                                  "temporarily unavailable)")
+
+
 def test_vip_already_ours_is_fine_on_a_rerun():
     assert judge("vip-free", r(0, IFCONFIG_14), r(0)).status == s.Verdict.OK
     foreign = IFCONFIG_14.replace("192.0.2.100 netmask 0xffffffff broadcast 192.0.2.100 vhid 1",

@@ -30,7 +30,7 @@ PASSWORD = "correct-horse-battery-9"
 def person(name: str, role: str, superuser: bool = False) -> User:
     user = User.objects.create_superuser(name, password=PASSWORD) if superuser else \
         User.objects.create_user(name, password=PASSWORD)
-    user.groups.set([Group.objects.get(name=role)])
+    user.groups.set([Group.objects.get_or_create(name=role)[0]])
     return user
 
 

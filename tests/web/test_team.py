@@ -55,8 +55,8 @@ MATRIX: dict[str, list[tuple[str, Any, dict[str, Any]]]] = {
     "token-list": [("get", None, READ)],
     "worker-banner": [("get", None, READ)],
     "notification-list": [("get", None, {ANON: 302, VIEWER: 403, OPERATOR: 200, ADMIN: 200}),
-                          # an operator sees the page; adding is refused with a message; an admin's empty form: 200
-                          ("post", {}, {ANON: 302, VIEWER: 403, OPERATOR: 302, ADMIN: 200})],
+                          # an operator sees the page; adding is the admins' (403); an admin's empty form: 200
+                          ("post", {}, {ANON: 302, VIEWER: 403, OPERATOR: 403, ADMIN: 200})],
     "notification-delete": [("post", {}, ADMIN_ACTION)],
     # Metrics need no login but a bearer token; with none configured they do not exist.
     "metrics": [("get", None, {ANON: 404, VIEWER: 404, OPERATOR: 404, ADMIN: 404})],
@@ -71,7 +71,7 @@ def _user(role):
     if role == ADMIN:
         user.is_superuser = True
         user.save()
-    user.groups.add(Group.objects.get(name=role))
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
 
 

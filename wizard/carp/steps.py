@@ -179,11 +179,21 @@ def _judge_os(t: Target, v: list[Any], r: list[CommandResult]) -> Outcome:
     return ok(f"FreeBSD {release}")
 
 
+def _unlisted(t: Target, r: list[CommandResult]) -> Outcome | None:
+    """`ifconfig -l` itself failed or printed nothing: say so, not that the interface is missing."""
+    if r and (not r[0].ok or not r[0].stdout.strip()):
+        said = (r[0].error().splitlines() or ["no output"])[-1][:200]
+        return failed(f"`ifconfig -l` on {t.server} listed no interface (exit {r[0].code}: {said}). Run again; if "
+                      "it stays so, check the server.")
+    return None
+
+
 def _judge_interface(t: Target, v: list[Any], r: list[CommandResult]) -> Outcome:
     names, shown = v[0], v[1].get(t.interface)
     if t.interface not in names or shown is None:
-        return failed(f"Interface {t.interface} does not exist on {t.server}; it has: {' '.join(names) or 'none'}."
-                      " Pick the interface that carries the server's address.")
+        return _unlisted(t, r) or failed(f"Interface {t.interface} does not exist on {t.server}; it has: "
+                                         f"{' '.join(names) or 'none'}. Pick the interface that carries the "
+                                         "server's address.")
     own = shown.own_addresses()
     match = [a for a in own if a.address == t.address]
     if not match:
@@ -243,7 +253,8 @@ def _judge_vip_interface(t: Target, v: list[Any], r: list[CommandResult]) -> Out
     vip = t.sip
     names, shown, (_, release) = v[0], v[1].get(vip.interface), v[2]
     if vip.interface not in names or shown is None:
-        return failed(f"Interface {vip.interface} does not exist on {t.server}; it has: {' '.join(names) or 'none'}.")
+        return _unlisted(t, r) or failed(f"Interface {vip.interface} does not exist on {t.server}; it has: "
+                                         f"{' '.join(names) or 'none'}.")
     notes = []
     v6 = [a for a in vip.addresses if ":" in a]
     if v6 and shown.ifdisabled:
