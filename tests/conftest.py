@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from carpweb import processes
+from carpweb import processes, waiting
 
 pytest_plugins = ["lab.pytest_plugin"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,33 @@ def start_worker(log: Path, name: str, *extra: str, env: dict[str, str] | None =
                                env={**worker_env(), **(env or {})}, ready=processes.celery_ready)
     except processes.StartFailed as e:
         pytest.fail(f"the Celery worker did not start: {e}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_database_session_outlives_the_tests(django_db_setup, django_db_blocker):
+    """Whatever the tests started holds no connection to the test database when they end (PostgreSQL cannot
+    drop a database in use). A thread that ended, such as an event loop's executor thread after asyncio.run,
+    leaves its connection to the garbage collector: collect it, then require that nothing else is left."""
+    yield
+    gc.collect()
+    from django.db import connection, connections
+
+    connections.close_all()
+    if connection.vendor != "postgresql":
+        return
+
+    def others() -> list[tuple[object, ...]]:
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute("SELECT pid, application_name, backend_start, state, left(query, 100) "
+                           "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            return list(cursor.fetchall())
+
+    try:  # a process stopped a moment ago: its server process may take a moment to end
+        waiting.wait_until(lambda: not others(), 5, "the test database's other sessions to end", every=0.1)
+    except waiting.TimedOut:
+        pytest.fail(f"sessions on the test database outlive the tests: {others()}")
+    finally:
+        connections.close_all()
 
 
 @pytest.fixture
