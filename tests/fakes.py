@@ -202,6 +202,8 @@ class FakeHost:
         self.sysctl[key] = before + int(value) if key == "demotion" else int(value)
         if key == "allow" and before != self.sysctl[key]:  # carp_sc_state: CARP off is an interface down
             self.sysctl["demotion"] += 240 if self.sysctl[key] == 0 else -240
+        if (key, self.sysctl[key]) == ("allow", 0) or (key == "demotion" and self.sysctl[key] > before):
+            self.world.carp_moved.set()
         self.world.elect()
         return CommandResult(0, f"{name}: {before} -> {self.sysctl[key]}\n", "")
 
@@ -275,7 +277,13 @@ class FakeConnection:
         with self.host.world.lock:
             result = self.host.answer(command.removeprefix("IFS= read -r CARP_PASS; "), password)
         if on_line is not None:
-            for line in result.stdout.splitlines():
+            lines = result.stdout.splitlines()
+            if command.startswith("ping") and " -i " in command and lines and "bytes from" in lines[0]:
+                # A prober's ping runs in time: its first reply before the drill's or handover's change, the rest
+                # (the gap, the new master) after it.
+                on_line(lines.pop(0))
+                self.host.world.carp_moved.wait(10)
+            for line in lines:
                 on_line(line)
         return result
 
@@ -305,6 +313,7 @@ class FakeWorld:
     connections: list[FakeConnection] = field(default_factory=list)
     multicast_blocked: bool = False
     foreign_speakers: list[tuple[str, int]] = field(default_factory=list)  # (address, vhid) of other CARP devices
+    carp_moved: threading.Event = field(default_factory=threading.Event)  # a node stopped CARP or was demoted
 
     def add(self, name: str, address: str, **kw: object) -> FakeHost:
         self.hosts[name] = FakeHost(name, address, self, **kw)  # type: ignore[arg-type]

@@ -74,13 +74,50 @@ def test_drill_outage_within_bound_and_failback(world):
     assert run.status == Run.Status.OK, [(s.name, s.status, s.message) for s in run.steps.filter(cluster_wide=True)]
     assert drill.probe == "client"
     assert drill.master_before == "server-1" and drill.master_during == "server-2"
-    assert drill.outage_s is not None and drill.bound_s is not None
-    assert drill.outage_s <= drill.bound_s + 1, (drill.outage_s, drill.bound_s)
+    assert drill.outage_s is not None and drill.bound_s is not None, _drill_evidence(world, drill)
+    assert drill.outage_s <= drill.bound_s + 1, _drill_evidence(world, drill)
     assert drill.failback_ok and not drill.demotion_pending
     assert world.exec("server-1", ["sysctl", "-n", "net.inet.carp.demotion"]).stdout == "0\n"
     assert world.exec("server-1", ["sysctl", "-n", "net.inet.carp.allow"]).stdout == "1\n"
     # A crash, not a handover: the backup waited the master-down interval, so clients saw an outage.
-    assert drill.outage_s >= 2.0, drill.outage_s
+    assert drill.outage_s >= 2.0, _drill_evidence(world, drill)
+
+
+def _drill_evidence(world, drill):
+    """What a failed drill assertion shows: the figures, the drill rows, and each host's CARP transitions (with
+    the kernel's reasons) and addresses."""
+    rows = [(s.name, s.status, s.message) for s in drill.run.steps.filter(cluster_wide=True).order_by("pk")]
+    hosts = {h: (world.exec(h, ["sh", "-c", "grep carp: /var/log/messages | tail -n 12"]).stdout,
+                 world.exec(h, ["ip", "-4", "-o", "addr", "show", "dev", "em0"]).stdout)
+             for h in ("server-1", "server-2", "client")}
+    return (drill.outage_s, drill.takeover_s, drill.bound_s, drill.probes, drill.message, rows, hosts)
+
+
+def test_a_drill_or_handover_whose_prober_hears_nothing_changes_nothing(world):
+    cluster = _configured(world)
+    for host in ("server-1", "server-2"):
+        world.clear_log(host)
+    # The client cannot reach the service IP (a route that drops it): no baseline, so no outage can be measured.
+    world.exec("client", ["ip", "route", "add", "blackhole", f"{VIP}/32"], check=True)
+    try:
+        drill = _run(cluster, "drill")
+        handover = _run(cluster, "handover", target="server-2")
+    finally:
+        world.exec("client", ["ip", "route", "del", "blackhole", f"{VIP}/32"], check=True)
+    assert drill.status == Run.Status.FAILED and handover.status == Run.Status.FAILED
+    rows = {s.name: s for s in drill.steps.filter(cluster_wide=True)}
+    said = f"No reply from {VIP} to a ping from client within 5 s, so what a client loses could not be measured"
+    assert rows["drill-stop"].status == "failed", rows["drill-stop"].message
+    assert rows["drill-stop"].message == f"{said}: CARP was not stopped on server-1."
+    assert {n: rows[n].status for n in ("drill-takeover", "drill-restore", "drill-failback")} == dict.fromkeys(
+        ("drill-takeover", "drill-restore", "drill-failback"), "skipped")
+    record = Drill.objects.get(run=drill)
+    assert not record.demotion_pending and record.outage_s is None and record.probes == []
+    assert handover.steps.get(name="handover").message == f"{said}: nothing was demoted."
+    for host in ("server-1", "server-2"):  # neither stopped nor demoted: not even tried
+        assert not [c for c in world.log(host) if "carp.allow=" in c or "carp.demotion=" in c], world.log(host)
+    assert "carp: MASTER" in world.exec("server-1", ["ifconfig", "em0"]).stdout
+    assert not cluster.servers.filter(maintenance=True).exists()
 
 
 def test_carp_started_again_after_a_fault_mid_drill(world):

@@ -161,8 +161,8 @@ def test_carp_timing_bound_and_the_waits_built_on_it():
 
 
 def test_probe_command_quotes_the_vip_and_prober_is_never_the_master():
-    assert c.probe_command("192.0.2.100; id") == "ping -c 90 -i 0.1 -W 200 '192.0.2.100; id'"
-    assert c.probe_command("2001:db8::100") == "ping6 -c 90 -i 0.1 2001:db8::100"
+    assert c.probe_command("192.0.2.100; id", c.probe_count(1)) == "ping -c 90 -i 0.1 -W 200 '192.0.2.100; id'"
+    assert c.probe_command("2001:db8::100", c.probe_count(1)) == "ping6 -c 90 -i 0.1 2001:db8::100"
     nodes = [_node("a", "MASTER"), _node("b", "BACKUP")]
     assert c.pick_prober([], nodes, {"a", "b"}) == "b"
     assert c.pick_prober(["client"], nodes, {"a", "b", "client"}) == "client"
@@ -174,3 +174,27 @@ def test_outage_from_ping_is_the_longest_run_of_missing_replies():
     outage, sent, received = c.outage_from_ping(text, 0.1)
     assert round(outage, 2) == 2.7 and (sent, received) == (50, 23)
     assert c.is_reply(lines[0]) and not c.is_reply("PING 192.0.2.100 (192.0.2.100): 56 data bytes")
+    assert c.ping_counts(text) == (50, 23)
+    # A ping cut off before its statistics: the counts are not known, the replies seen still give the gaps.
+    cut = "\n".join(lines[:12])
+    assert c.ping_counts(cut) is None
+    outage, sent, received = c.outage_from_ping(cut, 0.1)
+    assert round(outage, 2) == 2.7 and (sent, received) == (39, 12)
+
+
+def test_a_drill_outage_is_told_only_when_the_pings_cover_the_takeover():
+    def ping(replies, sent=90):
+        return "".join(f"64 bytes from 192.0.2.100: icmp_seq={i} ttl=64 time=0.1 ms\n" for i in replies) + (
+            f"{sent} packets transmitted, {len(replies)} packets received\n")
+
+    whole = ping([i for i in range(90) if not 10 <= i < 37])
+    outage, why = c.drill_outage(whole, 0.1, stop_seq=9, needed=3.39)
+    assert round(outage or 0, 2) == 2.7 and why == ""
+    # The stop landed late, at seq 85: the pings ended 0.4 s after it, so the 0.3 s gap seen is no outage figure.
+    late = ping([i for i in range(90) if not 86 <= i < 89])
+    assert c.drill_outage(late, 0.1, stop_seq=85, needed=3.39) == (None, (
+        "the prober's pings ended 0.4 s after CARP was stopped, short of the 3.39 s a takeover may take: the outage "
+        "was not measured"))
+    assert c.drill_outage(ping([]), 0.1, stop_seq=None, needed=3.39)[0] is None
+    assert c.drill_outage("", 0.1, stop_seq=3, needed=3.39) == (None, "the prober's ping printed nothing")
+    assert c.probe_count(1) == 90 and c.probe_count(5) == 210  # 3 x advbase + 255/256 + 5 s, every 100 ms

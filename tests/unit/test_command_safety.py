@@ -105,9 +105,9 @@ def _commands(cluster, interface: str, vip: str) -> list[tuple[str, str | None]]
             sent += [c for t in transports.values() for c in t.sent]
         ctx, transports = _context(cluster, Run.Kind.DRILL, interface, vip)
         drill.drill(ctx)
-        probe = cluster_ops.Probe(ctx.sessions["server-2"], vip)
-        probe.start(wait_for_reply=0)
-        probe.outage()
+        probe = cluster_ops.Pinger(ctx.sessions["server-2"], vip, carp_cluster.probe_count(1), 0.1)
+        probe.start()
+        probe.finish()
         session = ctx.sessions["server-1"]
         target = ctx.targets["server-1"]
         for steps in PHASE_STEPS.values():

@@ -171,19 +171,23 @@ def test_check_repairs_a_demotion_a_drill_left_behind(world):
     assert world.master() == "server-1" and not Drill.objects.filter(demotion_pending=True).exists()
 
 
+def _pings(world, gap: range, sent: int = 90) -> None:
+    """What the client's `ping -c 90 -i 0.1` of the VIP prints when the replies in `gap` are missing."""
+    world.hosts["client"].probe_output = "".join(
+        f"64 bytes from 192.0.2.100: icmp_seq={i} ttl=64 time=0.1 ms\n" for i in range(sent) if i not in gap
+    ) + f"{sent} packets transmitted, {sent - len(gap)} packets received\n"
+
+
 def test_drill_stops_carp_times_the_takeover_restores_and_fails_back(world):
     cluster = configured(world, probe=True)
-    gap = set(range(10, 31))
-    world.hosts["client"].probe_output = "".join(
-        f"64 bytes from 192.0.2.100: icmp_seq={i} ttl=64 time=0.1 ms\n" for i in range(90) if i not in gap
-    ) + "90 packets transmitted, 69 packets received, 23.3% packet loss\n"
+    _pings(world, gap=range(10, 31))
     run = execute(world, cluster, "drill")
     drill = Drill.objects.get(run=run)
     assert run.status == Run.Status.OK, [(s.name, s.message) for s in run.steps.all()]
     assert (drill.master_before, drill.master_during, drill.probe) == ("server-1", "server-2", "client")
     assert drill.outage_s == pytest.approx(2.1) and drill.bound_s == pytest.approx(3 + 100 / 256)
     assert drill.failback_ok and not drill.demotion_pending
-    assert drill.probes == [{"address": "192.0.2.100", "outage_s": 2.1}]
+    assert drill.probes == [{"address": "192.0.2.100", "sent": 90, "lost": 21, "outage_s": 2.1}]
     assert world.hosts["server-1"].sysctl["demotion"] == 0 and world.master() == "server-1"
     assert world.hosts["server-1"].sysctl["allow"] == 1
     assert "sysctl net.inet.carp.allow=0" in world.commands("server-1")  # a stop, not a demotion
@@ -192,8 +196,24 @@ def test_drill_stops_carp_times_the_takeover_restores_and_fails_back(world):
                                              "drill-restore": "changed", "drill-failback": "ok"}
 
 
+def test_a_drill_whose_prober_gets_no_reply_stops_nothing(world):
+    cluster = configured(world, probe=True)
+    _pings(world, gap=range(90))
+    run = execute(world, cluster, "drill")
+    assert run.status == Run.Status.FAILED
+    assert statuses(run, "cluster-wide") == {"check": "ok", "drill-stop": "failed", "drill-takeover": "skipped",
+                                             "drill-restore": "skipped", "drill-failback": "skipped"}
+    assert run.steps.get(name="drill-stop").message == (
+        "No reply from 192.0.2.100 to a ping from client within 5 s, so what a client loses could not be measured: "
+        "CARP was not stopped on server-1.")
+    assert not any("carp.allow" in c for c in world.commands("server-1"))
+    drill = Drill.objects.get(run=run)
+    assert not drill.demotion_pending and drill.outage_s is None and world.master() == "server-1"
+
+
 def test_a_drill_that_loses_the_master_keeps_the_stop_recorded_and_check_starts_carp_again(world):
-    cluster = configured(world)
+    cluster = configured(world, probe=True)
+    _pings(world, gap=range(10, 31))
     original = world.hosts["server-1"].answer
 
     def break_after_stop(command: str, password: str):

@@ -6,6 +6,7 @@ over SSH. Timing comes from carp(4): a backup takes over after 3 x advbase + adv
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,13 +23,19 @@ MAX_SKEW = 255
 # the lab's ucarp waking only when poll() returns, SSH round trips. One margin for every wait.
 TRANSITION_MARGIN = 7.0
 PROBE_INTERVAL = 0.1  # seconds between the drill's pings of the VIP
-PROBE_COUNT = 90  # 9 s of pings: the demotion, the takeover, and a few seconds of the new master
-PROBE_FIRST_REPLY = 2.0  # seconds to wait for the VIP's first answer to the prober before demoting
+PROBE_AFTER = 5.0  # seconds of pings past the slowest takeover: the new master, and the stop's own latency
+PROBE_FIRST_REPLY = 5.0  # seconds each address may take to answer the prober once; nothing is changed before
 
 
 def master_down_bound(advbase: int, advskew: int) -> float:
     """carp(4): how long a backup waits for a silent master before it takes over."""
     return 3 * advbase + advskew / 256
+
+
+def probe_count(advbase: int) -> int:
+    """The drill's pings: the slowest takeover carp(4) allows (the master-down bound at the largest skew) and
+    PROBE_AFTER more, so the window covers the outage at any advbase (90 pings at advbase 1)."""
+    return math.ceil((master_down_bound(advbase, MAX_SKEW) + PROBE_AFTER) / PROBE_INTERVAL)
 
 
 def transition_deadline(advbase: int) -> float:
@@ -55,7 +62,7 @@ def set_demotion_command(current: int, wanted: int) -> str | None:
     return f"sysctl {facts.DEMOTION}={int(wanted - current)}"
 
 
-def probe_command(vip: str, count: int = PROBE_COUNT, interval: float = PROBE_INTERVAL) -> str:
+def probe_command(vip: str, count: int, interval: float = PROBE_INTERVAL) -> str:
     """FreeBSD ping of the VIP every `interval` s, each reply waited for 200 ms at most (ping6 for IPv6)."""
     if ":" in vip:
         return f"ping6 -c {int(count)} -i {float(interval):g} {q(vip)}"
@@ -239,12 +246,17 @@ def pick_prober(probes: list[str], nodes: list[NodeFacts], connected: set[str]) 
     return next((n.name for n in nodes if n.name in connected), None)
 
 
+def ping_counts(text: str) -> tuple[int, int] | None:
+    """(sent, received) from a FreeBSD ping's statistics line, or None when it printed none."""
+    stats = re.search(r"(\d+) packets transmitted, (\d+) packets received", text)
+    return (int(stats.group(1)), int(stats.group(2))) if stats else None
+
+
 def outage_from_ping(text: str, interval: float) -> tuple[float, int, int]:
     """From a FreeBSD `ping -i` transcript: the longest run of missing replies, in seconds; sent; received."""
     seqs = sorted({int(m.group(1)) for m in re.finditer(r"icmp_seq=(\d+)", text)})
-    stats = re.search(r"(\d+) packets transmitted, (\d+) packets received", text)
-    sent = int(stats.group(1)) if stats else (seqs[-1] + 1 if seqs else 0)
-    received = int(stats.group(2)) if stats else len(seqs)
+    counts = ping_counts(text)
+    sent, received = counts if counts else (seqs[-1] + 1 if seqs else 0, len(seqs))
     if not seqs:
         return sent * interval, sent, received
     gaps = [b - a - 1 for a, b in zip(seqs, seqs[1:], strict=False)]
@@ -254,4 +266,26 @@ def outage_from_ping(text: str, interval: float) -> tuple[float, int, int]:
 
 def is_reply(line: str) -> bool:
     """A ping output line that shows the VIP answered."""
-    return "icmp_seq=" in line and "bytes from" in line
+    return reply_seq(line) is not None
+
+
+def reply_seq(line: str) -> int | None:
+    """The icmp_seq of a ping output line that shows the VIP answered (None for any other line)."""
+    m = re.search(r"bytes from .*icmp_seq=(\d+)", line)
+    return int(m.group(1)) if m else None
+
+
+def drill_outage(text: str, interval: float, stop_seq: int | None, needed: float) -> tuple[float | None, str]:
+    """The outage a drill's prober saw, or None and why it cannot be told. `stop_seq` is the last reply before CARP
+    was stopped; the pings must go on `needed` seconds (the takeover's bound) past it, or a late stop would leave the
+    outage outside the window and make it look short."""
+    if not text:
+        return None, "the prober's ping printed nothing"
+    outage, sent, _ = outage_from_ping(text, interval)
+    if stop_seq is None:
+        return None, "no reply reached the prober before CARP was stopped"
+    after = (sent - 1 - stop_seq) * interval
+    if after < needed:
+        return None, (f"the prober's pings ended {after:.1f} s after CARP was stopped, short of the "
+                      f"{needed:.2f} s a takeover may take: the outage was not measured")
+    return outage, ""

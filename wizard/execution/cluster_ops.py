@@ -7,6 +7,7 @@ nodes, waits for CARP through `until`, and records rows.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from django.utils import timezone
@@ -17,7 +18,6 @@ from ..carp import facts
 from ..carp.cluster import Diagnosis, NodeFacts
 from ..models import Cluster, Server, ServiceIP, Step
 from ..ssh import SSHError
-from .recorder import Recorder
 from .run_context import RunContext
 from .session import Session, Transcript
 from .waits import until
@@ -223,45 +223,75 @@ def is_master(ctx: RunContext, name: str, transcript: Transcript) -> bool:
     return bool(vips) and all(carp_cluster.state_of(interfaces, v) == "MASTER" for v in vips)
 
 
-class Probe:
-    """The drill's prober: pings the VIP every 100 ms in a thread; `answered` is set at the first reply."""
+class Pinger:
+    """The drill's and the handover's measuring instrument: pings one address from the prober in a thread,
+    `count` times every `interval` s. `live`, when set, is handed each line as it comes (the row on show)."""
 
-    def __init__(self, session: Session | None, vip: str, recorder: Recorder | None = None) -> None:
-        self.session, self.vip, self.recorder = session, vip, recorder
-        self.answered = threading.Event()
+    def __init__(self, session: Session, address: str, count: int, interval: float) -> None:
+        self.session, self.address, self.count, self.interval = session, address, count, interval
         self.text, self.error = "", ""
-        self.thread = threading.Thread(target=self._ping, daemon=True)
-        self.row: Step | None = None  # the drill row that shows the pings while it runs
+        self.replied = False
+        self.last_seq: int | None = None  # the newest reply's icmp_seq
+        self.stop_seq: int | None = None  # the newest reply's when the change was made (mark)
+        self.live: Callable[[str], None] | None = None
+        self._settled = threading.Event()  # a first reply came, or the ping is over
+        self._thread = threading.Thread(target=self._ping, daemon=True)
 
     def _on_line(self, line: str) -> None:
-        if carp_cluster.is_reply(line):
-            self.answered.set()
-        if self.recorder is not None and self.row is not None:
-            self.recorder.live(self.row, line)
+        seq = carp_cluster.reply_seq(line)
+        if seq is not None:
+            self.last_seq, self.replied = seq, True
+            self._settled.set()
+        if self.live is not None:
+            self.live(line)
 
     def _ping(self) -> None:
-        if self.session is None:
-            return
-        seconds = carp_cluster.PROBE_COUNT * carp_cluster.PROBE_INTERVAL
         try:
-            self.text = self.session.run(carp_cluster.probe_command(self.vip), [], timeout=seconds + 20,
-                                         on_line=self._on_line).stdout
+            self.text = self.session.run(carp_cluster.probe_command(self.address, self.count, self.interval), [],
+                                         timeout=self.count * self.interval + 30, on_line=self._on_line).stdout
         except SSHError as e:
             self.error = e.message
         finally:
-            self.answered.set()  # nothing more will come: whoever waits for a reply stops waiting
+            self._settled.set()
 
-    def start(self, wait_for_reply: float = carp_cluster.PROBE_FIRST_REPLY, started: bool = False) -> None:
-        """Start pinging (unless `started`) and wait until the VIP answered once, so the window covers the
-        takeover."""
-        if not started:
-            self.thread.start()
-        if self.session is not None:
-            self.answered.wait(wait_for_reply)
+    def start(self) -> None:
+        self._thread.start()
 
-    def outage(self) -> float | None:
-        seconds = carp_cluster.PROBE_COUNT * carp_cluster.PROBE_INTERVAL
-        self.thread.join(seconds + 25)
-        if not self.text:
-            return None
-        return carp_cluster.outage_from_ping(self.text, carp_cluster.PROBE_INTERVAL)[0]
+    def first_reply(self, wait: float = carp_cluster.PROBE_FIRST_REPLY) -> bool:
+        """The address answered once within `wait` s: only then does a measurement cover what comes next (a
+        ping that started late would see the end of an outage and call it short)."""
+        self._settled.wait(wait)
+        return self.replied
+
+    def finish(self) -> None:
+        self._thread.join(self.count * self.interval + 35)
+
+    def mark(self) -> None:
+        """The change was made now: the outage is measured from here (drill_outage)."""
+        self.stop_seq = self.last_seq
+
+    def outage(self, needed: float) -> tuple[float | None, str]:
+        """The longest run of missing replies in seconds, or None and why it cannot be told."""
+        self.finish()
+        return carp_cluster.drill_outage(self.text, self.interval, self.stop_seq, needed)
+
+    def figures(self) -> dict[str, object]:
+        """What a drill record keeps of the address: pings sent and lost (None: not measured, and why)."""
+        self.finish()
+        counts = carp_cluster.ping_counts(self.text)
+        if counts is None:
+            return {"address": self.address, "sent": None, "lost": None, "error": self.error or "no statistics"}
+        return {"address": self.address, "sent": counts[0], "lost": counts[0] - counts[1]}
+
+
+def silent(pingers: list[Pinger]) -> str | None:
+    """Start every ping and wait for each address's first reply: None when all answered, else who did not."""
+    for p in pingers:
+        p.start()
+    quiet = [p for p in pingers if not p.first_reply()]
+    if not quiet:
+        return None
+    prober = quiet[0].session.name
+    why = "; ".join(f"{p.address} ({p.error})" if p.error else p.address for p in quiet)
+    return (f"No reply from {why} to a ping from {prober} within {carp_cluster.PROBE_FIRST_REPLY:g} s, so what "
+            "a client loses could not be measured")

@@ -2,9 +2,10 @@
 the backups wait the master-down interval), time the takeover, measure the outage of every service IP's address
 against 3 x advbase + advskew/256, start CARP again, and check the failback.
 
-The stop is recorded before it is made and undone in a `finally`; if the worker dies in between, the next Check
-finds the record and starts CARP again there. (A planned move without loss is the handover: execution/handover.)
-"""
+The prober's pings start first, and nothing is stopped until every address has answered one: a ping that began
+late would see only the end of the outage and call it short. The stop is recorded before it is made and undone
+in a `finally`; if the worker dies in between, the next Check finds the record and starts CARP again there. (A
+planned move without loss is the handover: execution/handover.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..carp import cluster as carp_cluster
 from ..models import Drill, Step
 from ..plan import CLUSTER_ROWS, ClusterOp
 from ..ssh import SSHError
-from .cluster_ops import OpFailed, Probe, begin, finish, gather, is_master, prober_session
+from .cluster_ops import OpFailed, Pinger, begin, finish, gather, is_master, prober_session, silent
 from .run_context import RunContext
 from .session import Transcript
 from .waits import until
@@ -35,31 +36,45 @@ def skip_all(ctx: RunContext, why: str) -> None:
         ctx.recorder.skip(ctx.recorder.row(None, name), why)
 
 
-def _stop(ctx: RunContext, master: str, record: Drill, probes: list[Probe]) -> float:
-    """Stop CARP on the master after every address answered the prober once; returns when it was done."""
-    row = begin(ctx, "drill-stop")
-    probes[0].row = row
-    transcript: Transcript = []
-    session = ctx.sessions[master]
-    # Recorded before the change: if this worker dies now, the next run finds and repairs it.
+def _show(ctx: RunContext, pingers: list[Pinger], row: Step) -> None:
+    """The first address's pings appear live on the row that runs."""
+    if pingers:
+        pingers[0].live = lambda line: ctx.recorder.live(row, line)
+
+
+def _measurable(ctx: RunContext, master: str, record: Drill, pingers: list[Pinger]) -> str | None:
+    """Start the prober's pings (the drill-stop row shows them); None once every address answered, else why the
+    drill stops here, before anything was changed."""
+    _show(ctx, pingers, begin(ctx, "drill-stop"))
+    # Recorded before the change: if this worker dies from here on, the next Check finds and repairs it (where CARP
+    # still runs, that repair finds nothing to do).
     Drill.objects.filter(pk=record.pk).update(demotion_pending=True)
-    for probe in probes:
-        probe.thread.start()
-    for probe in probes:
-        probe.start(started=True)
+    why = silent(pingers)
+    if why is None:
+        return None
+    Drill.objects.filter(pk=record.pk).update(demotion_pending=False)
+    return f"{why}: CARP was not stopped on {master}."
+
+
+def _stop(ctx: RunContext, master: str, pingers: list[Pinger]) -> float:
+    """Stop CARP on the master (every address already answered the prober); returns when it was done."""
+    row = ctx.recorder.row(None, "drill-stop")
+    transcript: Transcript = []
     t0 = time.monotonic()
-    res = session.run(carp_cluster.allow_command(False), transcript)
+    res = ctx.sessions[master].run(carp_cluster.allow_command(False), transcript)
+    for p in pingers:
+        p.mark()
     if not res.ok:
         raise OpFailed(f"{master}: {carp_cluster.allow_command(False)} failed: {res.error()}")
-    prober = probes[0].session.name if probes[0].session else "none"
+    prober = pingers[0].session.name if pingers else "none"
     finish(ctx, row, Step.Status.CHANGED, f"CARP stopped on {master}: every vhid INIT, no demoted advertisement "
-           f"(prober: {prober}, {len(probes)} address{'es' if len(probes) != 1 else ''})", transcript)
+           f"(prober: {prober}, {len(pingers)} address{'es' if len(pingers) != 1 else ''})", transcript)
     return t0
 
 
-def _await_takeover(ctx: RunContext, backups: list[str], t0: float, probe: Probe) -> Takeover:
+def _await_takeover(ctx: RunContext, backups: list[str], t0: float, pingers: list[Pinger]) -> Takeover:
     row = begin(ctx, "drill-takeover")
-    probe.row = row
+    _show(ctx, pingers, row)
     transcript: Transcript = []
     limit = carp_cluster.transition_deadline(ctx.advbase)
     new_master = until(lambda: next((b for b in backups if is_master(ctx, b, transcript)), None),
@@ -73,9 +88,9 @@ def _await_takeover(ctx: RunContext, backups: list[str], t0: float, probe: Probe
     return Takeover(new_master, seconds)
 
 
-def _restore(ctx: RunContext, master: str, record: Drill, probes: list[Probe]) -> bool:
+def _restore(ctx: RunContext, master: str, record: Drill, pingers: list[Pinger]) -> bool:
     row = begin(ctx, "drill-restore")
-    probes[0].row = row
+    _show(ctx, pingers, row)
     transcript: Transcript = []
     try:
         res = ctx.sessions[master].run(carp_cluster.allow_command(True), transcript)
@@ -115,6 +130,25 @@ def _fail_open_rows(ctx: RunContext, why: str) -> None:
             ctx.recorder.skip(row, "not run: " + why)
 
 
+def _record(ctx: RunContext, record: Drill, takeover: Takeover, pingers: list[Pinger], failback: bool,
+            ok: bool, message: str) -> None:
+    """The drill's figures: the takeover, each address's outage and counts, and the bound it is held to."""
+    skew = ctx.targets[takeover.master].advskew if takeover.master else carp_cluster.MAX_SKEW
+    bound = carp_cluster.master_down_bound(ctx.advbase, skew)
+    outages = [(p, *p.outage(bound)) for p in pingers]
+    measured = [o for _, o, _ in outages if o is not None]
+    probes = [{**p.figures(), "outage_s": None if o is None else round(o, 2), **({"why": why} if why else {})}
+              for p, o, why in outages]
+    unmeasured = dict.fromkeys(why for _, _, why in outages if why and takeover.master)  # once each, in order
+    notes = [message, *(p.error for p in pingers), *unmeasured]
+    with revisions.change() as rev:
+        Drill.objects.filter(pk=record.pk).update(
+            status=Drill.Status.OK if ok else Drill.Status.FAILED, master_during=takeover.master or "",
+            takeover_s=takeover.seconds, outage_s=max(measured) if measured else None, bound_s=bound,
+            failback_ok=failback, probes=probes, message="; ".join(n for n in notes if n))
+        revisions.touch_cluster(ctx.cluster.pk, rev)
+
+
 def drill(ctx: RunContext) -> bool:
     found, _ = gather(ctx, [])
     master = next((n.name for n in found if n.states == {"MASTER"}), None)
@@ -122,32 +156,29 @@ def drill(ctx: RunContext) -> bool:
         skip_all(ctx, "not run: no node is MASTER of every service IP")
         return False
     session = prober_session(ctx, found)
-    hosts = [h for v in ctx.vips for h in v.hosts]
-    probes = [Probe(session, h, ctx.recorder if i == 0 else None) for i, h in enumerate(hosts)]
+    pingers = [Pinger(session, h, carp_cluster.probe_count(ctx.advbase), carp_cluster.PROBE_INTERVAL)
+               for v in ctx.vips for h in v.hosts] if session else []
     backups = [n.name for n in found if n.states == {"BACKUP"} and n.name in ctx.sessions]
     record = Drill.objects.create(cluster=ctx.cluster, run=ctx.run, master_before=master,
                                   probe=session.name if session else "", demoted=ctx.server(master))
+    why = _measurable(ctx, master, record, pingers)
+    if why is not None:
+        _fail_open_rows(ctx, why)
+        for name in ("drill-restore", "drill-failback"):
+            ctx.recorder.skip(ctx.recorder.row(None, name), "not run: CARP was not stopped")
+        _record(ctx, record, Takeover(), [], False, False, why)  # pings that never answered measured nothing
+        return False
     takeover = Takeover()
     try:
-        t0 = _stop(ctx, master, record, probes)
-        takeover = _await_takeover(ctx, backups, t0, probes[0])
+        t0 = _stop(ctx, master, pingers)
+        takeover = _await_takeover(ctx, backups, t0, pingers)
     except (SSHError, OpFailed) as e:
         _fail_open_rows(ctx, getattr(e, "message", str(e)))
     finally:
-        restored = _restore(ctx, master, record, probes)
-    outages = [(p.vip, p.outage()) for p in probes]
+        restored = _restore(ctx, master, record, pingers)
     failback = _await_failback(ctx, master) if restored else False
     if not restored:
         ctx.recorder.skip(ctx.recorder.row(None, "drill-failback"), "not run: CARP could not be started again yet")
     ok = takeover.master is not None and restored and failback
-    skew = ctx.targets[takeover.master].advskew if takeover.master else 100
-    measured = [o for _, o in outages if o is not None]
-    with revisions.change() as rev:
-        Drill.objects.filter(pk=record.pk).update(
-            status=Drill.Status.OK if ok else Drill.Status.FAILED, master_during=takeover.master or "",
-            takeover_s=takeover.seconds, outage_s=max(measured) if measured else None,
-            bound_s=carp_cluster.master_down_bound(ctx.advbase, skew), failback_ok=failback,
-            probes=[{"address": a, "outage_s": None if o is None else round(o, 2)} for a, o in outages],
-            message="; ".join(p.error for p in probes if p.error))
-        revisions.touch_cluster(ctx.cluster.pk, rev)
+    _record(ctx, record, takeover, pingers, failback, ok, "")
     return ok

@@ -9,8 +9,6 @@ the service IPs back to the preferred master.
 
 from __future__ import annotations
 
-import re
-import threading
 import time
 
 from .. import revisions
@@ -18,45 +16,13 @@ from ..carp import cluster as carp_cluster
 from ..carp import facts
 from ..models import Drill, Server, Step
 from ..ssh import SSHError
-from .cluster_ops import OpFailed, begin, finish, gather, is_master, set_demotion
+from .cluster_ops import OpFailed, Pinger, begin, finish, gather, is_master, set_demotion, silent
 from .run_context import RunContext
 from .session import Session, Transcript
 from .waits import until
 
 INTERVAL = 0.01  # seconds between probes of one address
 COUNT = 500  # 5 s of probes: the demotion, the takeover and a few seconds after
-FIRST_REPLY = 2.0  # seconds each address may take to answer once before the demotion
-
-
-class AddressProbe:
-    """Pings one address every 10 ms in a thread; `answered` is set at its first reply."""
-
-    def __init__(self, session: Session, address: str) -> None:
-        self.session, self.address = session, address
-        self.answered = threading.Event()
-        self.text, self.error = "", ""
-        self.thread = threading.Thread(target=self._ping, daemon=True)
-
-    def _on_line(self, line: str) -> None:
-        if carp_cluster.is_reply(line):
-            self.answered.set()
-
-    def _ping(self) -> None:
-        try:
-            self.text = self.session.run(carp_cluster.probe_command(self.address, COUNT, INTERVAL), [],
-                                         timeout=COUNT * INTERVAL + 30, on_line=self._on_line).stdout
-        except SSHError as e:
-            self.error = e.message
-        finally:
-            self.answered.set()
-
-    def result(self) -> dict[str, object]:
-        self.thread.join(COUNT * INTERVAL + 35)
-        stats = re.search(r"(\d+) packets transmitted, (\d+) packets received", self.text)
-        if stats is None:
-            return {"address": self.address, "sent": None, "lost": None, "error": self.error or "no statistics"}
-        sent, received = int(stats.group(1)), int(stats.group(2))
-        return {"address": self.address, "sent": sent, "lost": sent - received}
 
 
 def prober_for(ctx: RunContext, master: str, target: str) -> Session | None:
@@ -103,11 +69,11 @@ def handover(ctx: RunContext) -> bool:
     if prober is None:
         finish(ctx, row, Step.Status.FAILED, "No session to probe the service IPs from.", transcript)
         return False
-    probes = [AddressProbe(prober, h) for v in ctx.vips for h in v.hosts]
-    for p in probes:
-        p.thread.start()
-    for p in probes:
-        p.answered.wait(FIRST_REPLY)
+    probes = [Pinger(prober, h, COUNT, INTERVAL) for v in ctx.vips for h in v.hosts]
+    why = silent(probes)
+    if why is not None:
+        finish(ctx, row, Step.Status.FAILED, f"{why}: nothing was demoted.", transcript)
+        return False
     record = Drill.objects.create(cluster=ctx.cluster, run=ctx.run, kind=Drill.Kind.HANDOVER, master_before=master,
                                   probe=prober.name, demoted=ctx.server(master))
     t0 = time.monotonic()
@@ -119,7 +85,7 @@ def handover(ctx: RunContext) -> bool:
     limit = carp_cluster.transition_deadline(ctx.advbase)
     took = until(lambda: is_master(ctx, target.name, transcript), seconds=limit, every=0.05, stop=ctx.stop)
     seconds = time.monotonic() - t0
-    results = [p.result() for p in probes]
+    results = [p.figures() for p in probes]
     lines = [f"{r['address']}: {r['lost']} of {r['sent']} probes lost" if r["sent"] is not None else
              f"{r['address']}: not measured ({r['error']})" for r in results]
     Drill.objects.filter(pk=record.pk).update(
