@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import make_cluster
-from wizard.models import Cluster
+from wizard.models import Cluster, Drill
 
 pytestmark = pytest.mark.django_db
 
@@ -192,3 +192,12 @@ def test_unicast_on_a_second_interface_uses_the_peer_address_discovery_saw_there
     em1 = {name: next(v for v in t.vips if v.interface == "em1") for name, t in targets.items()}
     assert (em1["server-1"].peer, em1["server-2"].peer) == ("10.1.0.12", "10.1.0.11")
     assert all(not v.unicast for t in targets.values() for v in t.vips if v.interface == "em0")
+
+
+def test_a_drill_without_an_outage_figure_says_why(admin_client):
+    cluster = make_cluster(name="web", subnet="192.0.2.0/24", gateway="192.0.2.1", vip="192.0.2.100")
+    why = "No reply from 192.0.2.100 to a ping from client within 5 s: CARP was not stopped on <server-1>."
+    Drill.objects.create(cluster=cluster, status=Drill.Status.FAILED, master_before="server-1", message=why)
+    page = admin_client.get(f"/clusters/{cluster.pk}/").content.decode()
+    assert "not measured<br><small class=\"muted\">No reply from 192.0.2.100" in page
+    assert "&lt;server-1&gt;" in page and "<server-1>" not in page  # the text is escaped, never markup
