@@ -112,7 +112,7 @@ def test_a_drill_or_handover_whose_prober_hears_nothing_changes_nothing(world):
     assert {n: rows[n].status for n in ("drill-takeover", "drill-restore", "drill-failback")} == dict.fromkeys(
         ("drill-takeover", "drill-restore", "drill-failback"), "skipped")
     record = Drill.objects.get(run=drill)
-    assert not record.demotion_pending and record.outage_s is None and record.probes == []
+    assert not record.demotion_pending and record.outage_s is None and record.bound_s is None and record.probes == []
     assert handover.steps.get(name="handover").message == f"{said}: nothing was demoted."
     for host in ("server-1", "server-2"):  # neither stopped nor demoted: not even tried
         assert not [c for c in world.log(host) if "carp.allow=" in c or "carp.demotion=" in c], world.log(host)

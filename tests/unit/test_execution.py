@@ -208,7 +208,8 @@ def test_a_drill_whose_prober_gets_no_reply_stops_nothing(world):
         "CARP was not stopped on server-1.")
     assert not any("carp.allow" in c for c in world.commands("server-1"))
     drill = Drill.objects.get(run=run)
-    assert not drill.demotion_pending and drill.outage_s is None and world.master() == "server-1"
+    assert not drill.demotion_pending and drill.outage_s is None and drill.bound_s is None
+    assert world.master() == "server-1"
 
 
 def test_a_drill_that_loses_the_master_keeps_the_stop_recorded_and_check_starts_carp_again(world):

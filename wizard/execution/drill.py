@@ -131,11 +131,12 @@ def _fail_open_rows(ctx: RunContext, why: str) -> None:
 
 
 def _record(ctx: RunContext, record: Drill, takeover: Takeover, pingers: list[Pinger], failback: bool,
-            ok: bool, message: str) -> None:
-    """The drill's figures: the takeover, each address's outage and counts, and the bound it is held to."""
+            ok: bool, message: str, stopped: bool = True) -> None:
+    """The drill's figures: the takeover, each address's outage and counts, and the bound it is held to (none
+    when CARP was not stopped)."""
     skew = ctx.targets[takeover.master].advskew if takeover.master else carp_cluster.MAX_SKEW
-    bound = carp_cluster.master_down_bound(ctx.advbase, skew)
-    outages = [(p, *p.outage(bound)) for p in pingers]
+    bound = carp_cluster.master_down_bound(ctx.advbase, skew) if stopped else None
+    outages = [(p, *p.outage(bound or 0.0)) for p in pingers]
     measured = [o for _, o, _ in outages if o is not None]
     probes = [{**p.figures(), "outage_s": None if o is None else round(o, 2), **({"why": why} if why else {})}
               for p, o, why in outages]
@@ -166,7 +167,7 @@ def drill(ctx: RunContext) -> bool:
         _fail_open_rows(ctx, why)
         for name in ("drill-restore", "drill-failback"):
             ctx.recorder.skip(ctx.recorder.row(None, name), "not run: CARP was not stopped")
-        _record(ctx, record, Takeover(), [], False, False, why)  # pings that never answered measured nothing
+        _record(ctx, record, Takeover(), [], False, False, why, stopped=False)  # silent pings measured nothing
         return False
     takeover = Takeover()
     try:
