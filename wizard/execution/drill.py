@@ -106,8 +106,9 @@ def _restore(ctx: RunContext, master: str, record: Drill, pingers: list[Pinger])
     return True
 
 
-def _await_failback(ctx: RunContext, master: str) -> bool:
+def _await_failback(ctx: RunContext, master: str, pingers: list[Pinger]) -> bool:
     row = begin(ctx, "drill-failback")
+    _show(ctx, pingers, row)
     transcript: Transcript = []
     t0 = time.monotonic()
     limit = carp_cluster.transition_deadline(ctx.advbase)
@@ -177,7 +178,7 @@ def drill(ctx: RunContext) -> bool:
         _fail_open_rows(ctx, getattr(e, "message", str(e)))
     finally:
         restored = _restore(ctx, master, record, pingers)
-    failback = _await_failback(ctx, master) if restored else False
+    failback = _await_failback(ctx, master, pingers) if restored else False
     if not restored:
         ctx.recorder.skip(ctx.recorder.row(None, "drill-failback"), "not run: CARP could not be started again yet")
     ok = takeover.master is not None and restored and failback
