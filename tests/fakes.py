@@ -281,6 +281,7 @@ class FakeConnection:
             if command.startswith("ping") and " -i " in command and lines and "bytes from" in lines[0]:
                 # A prober's ping runs in time: its first reply before the drill's or handover's change, the rest
                 # (the gap, the new master) after it.
+                self.host.world.carp_moved.clear()  # every ping starts before the change it measures
                 on_line(lines.pop(0))
                 self.host.world.carp_moved.wait(10)
             for line in lines:
